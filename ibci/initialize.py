@@ -1,0 +1,64 @@
+"""From a config to an initialized stack of models: base draw, then the wrapper."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from . import campaign
+from .inits import init_base, lsuv
+from .models import N_CLASSES, StackedMLP
+
+
+def _subsample(x: Tensor, y: Tensor, n: int | None, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A random subset of n samples drawn with the model's own generator (all of them if n is None)."""
+    if n is None or n >= x.shape[0]:
+        return x, y
+    idx = torch.randperm(x.shape[0], generator=g)[:n]
+    return x[idx], y[idx]
+
+
+def _json_ready(info: dict) -> dict:
+    return {k: v for k, v in info.items() if not isinstance(v, (Tensor, dict)) or k == "layers"}
+
+
+def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator]) -> tuple[StackedMLP, dict]:
+    """One initialized model per generator, as `cfg` (base, init, depth) says.
+
+    `x`, `y` are the training set the wrappers may look at; each model draws
+    its weights and its data sample from its own generator. Returns the stack
+    and a JSON-ready description of what the wrapper did.
+    """
+    base, init = cfg["base"], cfg["init"]
+    sizes = [x.shape[1], *cfg["networks"][cfg["depth"]], N_CLASSES]
+    start = time.perf_counter()
+    info: dict = {}
+    if init["name"] in ("vanilla", "lsuv"):
+        model = init_base(sizes, generators, base["name"], base["bias"], base["std"])
+        if init["name"] == "lsuv":
+            # Each model sees its own random batch, as LSUV on a separately trained net would.
+            batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
+            info["iterations"] = lsuv(model, batch, init["tol"], init["max_iter"])
+    else:
+        tie_weights = campaign.tie_weights(init["name"], len(sizes) - 1, init["tie_weights"])
+        info["tie_weights"] = tie_weights
+        weights, biases, seeds_info = [], [], []
+        for g in generators:
+            xs, ys = _subsample(x, y, init["num_samples"], g)
+            w, b, seed_info = campaign.ibci_init(
+                sizes, xs, ys, base["name"], tie_weights, g,
+                bias=base["bias"], std=base["std"], pool_factor=init["pool_factor"],
+                max_pool=init["max_pool"], scope=init["orthogonal_scope"],
+            )
+            weights.append(w)
+            biases.append(b)
+            seeds_info.append(_json_ready(seed_info))
+        model = StackedMLP(
+            [torch.stack([w[l] for w in weights]) for l in range(len(sizes) - 1)],
+            [torch.stack([b[l] for b in biases]) for l in range(len(sizes) - 1)],
+        )
+        info["seeds"] = seeds_info
+    info["time_s"] = time.perf_counter() - start
+    return model, info

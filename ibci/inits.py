@@ -1,0 +1,104 @@
+"""Base initializations (Xavier, He, plain normal) and the LSUV wrapper.
+
+Weights are stored one column per neuron ([fan_in, fan_out]); a base
+distribution draws every entry i.i.d. from N(0, std^2) with std from the layer's
+fan-in and fan-out. The neuron campaign (`ibci.campaign`) draws its candidate
+pools from the same `sample_base`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .errors import UserError
+from .models import StackedMLP
+
+BASES = ("xavier", "he", "normal")
+
+
+def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
+    """Standard deviation of the base distribution for one layer.
+
+    xavier: sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio, normal variant);
+    he: sqrt(2 / fan_in) (He et al., fan-in mode, for ReLU);
+    normal: the given `std` (used to show vanishing / exploding signals).
+    """
+    if base == "xavier":
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    if base == "he":
+        return math.sqrt(2.0 / fan_in)
+    if base == "normal":
+        if std is None or not std > 0:
+            raise UserError(f"base=normal needs a positive base.std, got {std!r}")
+        return float(std)
+    raise UserError(f"base={base!r} is not one of {', '.join(BASES)}")
+
+
+def sample_base(
+    base: str,
+    fan_in: int,
+    fan_out: int,
+    num_columns: int,
+    generator: torch.Generator,
+    std: float | None = None,
+) -> Tensor:
+    """`num_columns` neurons [fan_in, num_columns] drawn from a layer's base distribution.
+
+    `fan_out` is the layer's real width (it sets Xavier's std) and may differ
+    from `num_columns` (a campaign draws a pool larger than the layer).
+    """
+    s = base_std(base, fan_in, fan_out, std)
+    return torch.randn(fan_in, num_columns, generator=generator) * s
+
+
+def init_base(
+    sizes: list[int],
+    generators: list[torch.Generator],
+    base: str,
+    bias: float = 0.0,
+    std: float | None = None,
+) -> StackedMLP:
+    """A stack of len(generators) MLPs with the given widths, each drawn from its own generator."""
+    weights = [
+        torch.stack([sample_base(base, i, o, o, g, std) for g in generators])
+        for i, o in zip(sizes[:-1], sizes[1:])
+    ]
+    biases = [torch.full((len(generators), o), float(bias)) for o in sizes[1:]]
+    return StackedMLP(weights, biases)
+
+
+def lsuv(model: StackedMLP, x: Tensor, tol: float = 0.02, max_iter: int = 10) -> list[list[int]]:
+    """Layer-sequential unit-variance scaling (Mishkin & Matas, 2016), in place.
+
+    Layer by layer in forward order, every layer including the output layer,
+    rescale each model's weights (not its biases) until the variance of the
+    layer's pre-activation output over the batch `x` is within `tol` of 1, or
+    `max_iter` rescalings were made. With nonzero biases one rescaling is not
+    exact, which is why it iterates. Returns the number of rescalings per layer
+    per model.
+    """
+    if not 0 < tol:
+        raise UserError(f"lsuv tol must be positive, got {tol!r}")
+    S = model.num_models
+    iterations = []
+    h = x.expand(S, *x.shape) if x.dim() == 2 else x
+    for l in range(model.num_layers):
+        W, b = model.weights[l], model.biases[l]
+        counts = torch.zeros(S, dtype=torch.long)
+        for _ in range(max_iter):
+            z = torch.baddbmm(b.unsqueeze(1), h, W)
+            var = z.var(dim=(1, 2))
+            todo = (var - 1).abs() >= tol
+            if not todo.any():
+                break
+            # A dead layer (variance 0) cannot be rescaled to unit variance; leave it.
+            scale = torch.where(todo & (var > 0), var.clamp_min(1e-30).rsqrt(), torch.ones_like(var))
+            W.mul_(scale.view(S, 1, 1))
+            counts += todo.long()
+        z = torch.baddbmm(b.unsqueeze(1), h, W)
+        h = z.relu_() if l < model.num_layers - 1 else z
+        iterations.append(counts.tolist())
+    return iterations

@@ -1,0 +1,167 @@
+"""Run directories and self-describing records.
+
+One job is one table cell (base x init x depth) with all its seeds. It writes
+`<results>/runs/<cell-id>/`: config.yaml, metrics.csv, record.json and, last,
+`done`. The cell id is a readable prefix plus a hash of everything that changes
+the numbers (not of where or how fast they are computed), so the same command
+always maps to the same directory and a re-run can skip finished cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SCHEMA = "ibci.record/1"
+DONE = "done"
+
+# Keys that say where or how a cell runs, not what it computes; they stay out of the cell id.
+RUNTIME_KEYS = ("results_dir", "device", "threads", "progress", "hydra", "stack_cells")
+RUNTIME_DATA_KEYS = ("root", "download")
+
+
+def cell_keys(cfg: dict) -> dict:
+    """The table coordinates of a cell."""
+    return {
+        "base": cfg["base"]["name"],
+        "init": cfg["init"]["name"],
+        "depth": int(cfg["depth"]),
+        "data": cfg["data"]["name"],
+        "protocol": cfg["protocol"],
+    }
+
+
+def budget(cfg: dict) -> dict:
+    """How much was spent on a cell; tables only compare cells of equal budget."""
+    return {
+        "seeds": int(cfg["seeds"]),
+        "seed_offset": int(cfg["seed_offset"]),
+        "epochs": int(cfg["epochs"]),
+        "train_limit": cfg["data"]["train_limit"],
+        "batch_size": int(cfg["batch_size"]),
+        "lr": float(cfg["lr"]),
+    }
+
+
+def identity(cfg: dict) -> dict:
+    """The part of a resolved config that determines a cell's numbers."""
+    out = {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
+    out["data"] = {k: v for k, v in cfg["data"].items() if k not in RUNTIME_DATA_KEYS}
+    return out
+
+
+def cell_id(cfg: dict) -> str:
+    """Deterministic directory name, e.g. `xavier-ibci-d2-mnist-min-s5e100-1a2b3c4d`."""
+    k, b = cell_keys(cfg), budget(cfg)
+    digest = hashlib.sha256(json.dumps(identity(cfg), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{k['base']}-{k['init']}-d{k['depth']}-{k['data']}-{k['protocol']}-s{b['seeds']}e{b['epochs']}-{digest}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see either nothing or the whole content."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / DONE).exists()
+
+
+def mark_done(run_dir: Path) -> None:
+    atomic_write_text(Path(run_dir) / DONE, "")
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """A clean directory for a cell: an incomplete earlier attempt is removed."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+
+def read_record(run_dir: Path) -> dict | None:
+    """The record of a finished cell, or None if the cell is not finished or unreadable."""
+    run_dir = Path(run_dir)
+    if not is_done(run_dir):
+        return None
+    try:
+        rec = json.loads((run_dir / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("schema") == SCHEMA else None
+
+
+def load_records(results_dir: Path) -> list[dict]:
+    """Every finished record under `<results_dir>/runs/`, in directory order."""
+    runs = Path(results_dir) / "runs"
+    if not runs.is_dir():
+        return []
+    recs = (read_record(d) for d in sorted(runs.iterdir()) if d.is_dir())
+    return [r for r in recs if r is not None]
+
+
+def _num(x) -> float | None:
+    """A JSON-friendly float: None for NaN."""
+    x = float(x)
+    return None if x != x else x
+
+
+def summarize_seeds(seeds: list[int], train_loss, errors: dict, diverged_epoch: list, protocol: str) -> list[dict]:
+    """Per-seed summary of a cell's curves (`errors[split]` is [epochs + 1, S] in percent).
+
+    min_error/best_epoch is the paper's metric (it selects the epoch on the
+    test set); final_error and last10_error do not select; under the heldout
+    protocol `selected_*` is the test error at the epoch with the lowest
+    validation error. A diverged seed is summarized over the epochs before it
+    diverged.
+    """
+    test = errors["test"]
+    out = []
+    for s, seed in enumerate(seeds):
+        curve = test[1:, s]
+        ok = ~curve.isnan()
+        rec = {"seed": int(seed), "epoch0_error": _num(test[0, s]), "min_error": None, "best_epoch": None,
+               "final_error": None, "last10_error": None, "selected_epoch": None, "selected_error": None,
+               "min_val_error": None, "diverged": diverged_epoch[s] is not None, "diverged_epoch": diverged_epoch[s]}
+        if ok.any():
+            valid = curve[ok]
+            epochs = ok.nonzero().flatten() + 1
+            best = int(valid.argmin())
+            rec.update(min_error=_num(valid[best]), best_epoch=int(epochs[best]), final_error=_num(valid[-1]),
+                       last10_error=_num(valid[-10:].mean()))
+            if protocol == "heldout":
+                val = errors["val"][1:, s][ok]
+                pick = int(val.argmin())
+                rec.update(selected_epoch=int(epochs[pick]), selected_error=_num(valid[pick]), min_val_error=_num(val[pick]))
+            else:
+                rec.update(selected_epoch=rec["best_epoch"], selected_error=rec["min_error"])
+        out.append(rec)
+    return out
+
+
+def metrics_csv(seeds: list[int], train_loss, errors: dict) -> str:
+    """Per-epoch curves as CSV text: epoch, seed, train_loss, then one column per split."""
+    splits = ["test", *sorted(k for k in errors if k != "test")]
+    lines = ["epoch,seed,train_loss," + ",".join(f"{k}_error" for k in splits)]
+    for e in range(train_loss.shape[0]):
+        for s, seed in enumerate(seeds):
+            vals = [train_loss[e, s], *(errors[k][e, s] for k in splits)]
+            lines.append(f"{e},{seed}," + ",".join(f"{float(v):.6g}" for v in vals))
+    return "\n".join(lines) + "\n"

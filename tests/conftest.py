@@ -1,0 +1,49 @@
+"""Shared fixtures: the repository root on sys.path (for run.py) and small deterministic data."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests measure properties, not speed; fewer threads avoid oversubscribing a 2-core CI box.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def toy_data():
+    """A small learnable 10-class problem in [0, 1]^784: class k lights up its own pixel block."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(600) % 10
+    x = torch.rand(600, 784, generator=g) * 0.3
+    for k in range(10):
+        x[y == k, k * 78 : (k + 1) * 78] += 0.7
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    """A data root holding verified MNIST IDX files, built once per test session (offline)."""
+    from ibci.data import load_mnist
+
+    root = tmp_path_factory.mktemp("data")
+    load_mnist(root, download=False)
+    return root
+
+
+@pytest.fixture
+def small_cfg(mnist_root, tmp_path):
+    """A composed run config for a seconds-long cell; tests override what they need."""
+    from ibci.cli import compose
+
+    def make(*overrides):
+        return compose(["profile=smoke", "seeds=2", "data.train_limit=500", "progress=false",
+                        f"data.root={mnist_root}", f"results_dir={tmp_path / 'results'}", *overrides])
+
+    return make

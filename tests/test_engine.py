@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from ibci import engine, inits, seeding
+from ibci.models import StackedMLP, layer_sizes
+
+
+def _sequential(model: StackedMLP, s: int) -> torch.nn.Sequential:
+    """Model s of a stack as a conventional nn.Sequential (nn.Linear stores W transposed)."""
+    layers = []
+    for l in range(model.num_layers):
+        lin = torch.nn.Linear(*model.weights[l].shape[1:])
+        with torch.no_grad():
+            lin.weight.copy_(model.weights[l][s].T)
+            lin.bias.copy_(model.biases[l][s])
+        layers += [lin, torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+@pytest.mark.parametrize("depth", [2, 3, 5])
+def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data):
+    x, y = toy_data
+    seeds = [0, 1, 2]
+    model = inits.init_base(layer_sizes(depth), [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
+    alone = [_sequential(model, s) for s in range(len(seeds))]
+    engine.train(model, x, y, [seeding.generator(s, "data") for s in seeds], epochs=2, batch_size=64, lr=0.1,
+                 eval_sets={})
+    for s, seed in enumerate(seeds):
+        net, g = alone[s], seeding.generator(seed, "data")
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(2):
+            order = torch.randperm(x.shape[0], generator=g)
+            for start in range(0, x.shape[0], 64):  # the last batch is smaller, as in a DataLoader
+                idx = order[start : start + 64]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+                opt.step()
+        for l in range(model.num_layers):
+            torch.testing.assert_close(model.weights[l][s], net[2 * l].weight.T.detach(), atol=2e-5, rtol=1e-4)
+            torch.testing.assert_close(model.biases[l][s], net[2 * l].bias.detach(), atol=2e-5, rtol=1e-4)
+
+
+def test_error_rate_matches_per_model_forward(toy_data):
+    x, y = toy_data
+    model = inits.init_base([784, 32, 10], [seeding.generator(s, "init") for s in range(3)], "xavier")
+    err = engine.error_rate(model, x, y)
+    for s in range(3):
+        wrong = (_sequential(model, s)(x).argmax(1) != y).float().mean() * 100
+        assert err[s].item() == pytest.approx(wrong.item(), abs=1e-4)
+
+
+def test_training_learns_and_history_has_epoch_zero(toy_data):
+    x, y = toy_data
+    model = inits.init_base([784, 100, 10], [seeding.generator(s, "init") for s in range(2)], "he")
+    hist = engine.train(model, x, y, [seeding.generator(s, "data") for s in range(2)], 3, 50, 0.1,
+                        {"test": (x, y)})
+    assert hist.errors["test"].shape == (4, 2)
+    assert torch.isnan(hist.train_loss[0]).all()
+    assert torch.all(hist.errors["test"][-1] < 5) and torch.all(hist.errors["test"][0] > 50)
+    assert hist.diverged_epoch == [None, None]
+
+
+def test_a_diverging_model_is_frozen_and_the_others_keep_training(toy_data):
+    x, y = toy_data
+    gens = [seeding.generator(s, "init") for s in range(2)]
+    model = inits.init_base([784, 32, 32, 32, 32, 10], gens, "he")
+    model.weights[0][1].mul_(1e30)  # model 1 overflows on its first step
+    hist = engine.train(model, x, y, [seeding.generator(s, "data") for s in range(2)], 2, 50, 0.1,
+                        {"test": (x, y)})
+    assert hist.diverged_epoch == [None, 1]
+    assert math.isnan(hist.errors["test"][1, 1]) and math.isnan(hist.train_loss[2, 1])
+    assert hist.errors["test"][2, 0] < 20
+    assert all(torch.isfinite(w).all() for w in model.weights)
