@@ -1,11 +1,16 @@
-"""Training a stack of S MLPs with plain SGD, each as if trained alone.
+"""Training a stack of MLPs with plain SGD, each as if trained alone.
 
-Every model has its own parameters, its own data order (from its own
-generator) and its own SGD state; they share nothing but the matmul calls. The
-gradient of the mean cross-entropy is written out by hand (softmax minus
-one-hot, back through ReLU masks) so that a step is a fixed handful of batched
-matmuls with the SGD update fused into `baddbmm_`; autograd would add per-step
-graph overhead that dominates at these layer sizes.
+Every model has its own parameters, its own data order (drawn from its data
+seed) and its own SGD state; they share nothing but the matmul calls. Two
+things make it fast on a CPU:
+
+* The gradient of the mean cross-entropy is written out by hand (softmax
+  minus one-hot, back through ReLU masks), so a step is a fixed handful of
+  batched matmuls with the SGD update fused into `baddbmm_`; autograd's
+  per-step graph would cost more than the arithmetic at these sizes.
+* Models with the same data seed see the same batches (cells of a table share
+  seeds), so their first layers, where most of the arithmetic is, run as one
+  wide GEMM `x_batch @ [W_1 | W_2 | ...]` per seed instead of many narrow ones.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .models import StackedMLP
+from .seeding import generator
 
 
 @dataclass
@@ -33,7 +39,7 @@ def logits_shared(model: StackedMLP, x: Tensor, chunk: int = 5000) -> Tensor:
     """Logits [S, N, C] of every model on the same inputs x [N, in].
 
     The first layer of all models is one GEMM against their concatenated
-    weights, which is much faster than S batched products over a broadcast x.
+    weights, much faster than S batched products over a broadcast x.
     """
     S, n_in, n_hid = model.weights[0].shape
     w0 = model.weights[0].permute(1, 0, 2).reshape(n_in, S * n_hid)
@@ -53,66 +59,110 @@ def error_rate(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     return wrong.float().mean(1) * 100
 
 
-def sgd_step(model: StackedMLP, xb: Tensor, yb: Tensor, lr: float, active: Tensor | None = None) -> Tensor:
-    """One SGD step of every model on its own batch; returns each model's mean loss [S].
+class Packed:
+    """A stack regrouped by data seed: G seeds x M models, model (g, m) at row g * M + m.
 
-    xb: [S, B, in], yb: [S, B]. `active` ([S] of 0/1) freezes models whose
-    gradient it zeroes (used for diverged models).
+    The first layer is held as [G, in, M * h] (the M models of a seed side by
+    side, so one GEMM serves them all); later layers as [G * M, in, out].
     """
-    B = xb.shape[1]
-    L = model.num_layers
-    hs = [xb]  # inputs of each layer; post-ReLU for hidden layers
-    z = xb
-    for l in range(L):
-        z = torch.baddbmm(model.biases[l].unsqueeze(1), hs[-1], model.weights[l])
-        if l < L - 1:
-            hs.append(z.relu_())
-    logp = torch.log_softmax(z, dim=-1)
-    loss = -logp.gather(-1, yb.unsqueeze(-1)).squeeze(-1).mean(1)
-    g = logp.exp_()
-    g.scatter_add_(-1, yb.unsqueeze(-1), torch.full_like(g[..., :1], -1.0))
-    scale = 1.0 / B if active is None else (active / B).view(-1, 1, 1)
-    g.mul_(scale)
-    for l in reversed(range(L)):
-        h_in = hs[l]
-        W = model.weights[l]
-        if l > 0:
+
+    def __init__(self, model: StackedMLP, data_seeds: list[int]):
+        order = sorted(range(len(data_seeds)), key=lambda i: data_seeds[i])  # stable: keeps cell order
+        seeds = sorted(set(data_seeds))
+        sizes = {data_seeds.count(s) for s in seeds}
+        if len(sizes) != 1:  # unequal groups: fall back to one model per group
+            seeds, order = list(data_seeds), list(range(len(data_seeds)))
+        self.order = torch.tensor(order)
+        self.seeds = seeds
+        self.G = len(seeds)
+        self.M = len(data_seeds) // self.G
+        W1, b1 = model.weights[0][self.order], model.biases[0][self.order]
+        self.h1 = W1.shape[2]
+        self.W1 = W1.view(self.G, self.M, -1, self.h1).permute(0, 2, 1, 3).reshape(self.G, -1, self.M * self.h1)
+        self.b1 = b1.reshape(self.G, 1, self.M * self.h1).clone()
+        self.Ws = [w[self.order].contiguous() for w in model.weights[1:]]
+        self.bs = [b[self.order].unsqueeze(1).contiguous() for b in model.biases[1:]]
+
+    def unpack(self) -> StackedMLP:
+        """The stack in its original model order."""
+        G, M, h1 = self.G, self.M, self.h1
+        W1 = self.W1.view(G, -1, M, h1).permute(0, 2, 1, 3).reshape(G * M, -1, h1)
+        b1 = self.b1.view(G * M, h1)
+        inverse = torch.empty_like(self.order)
+        inverse[self.order] = torch.arange(len(self.order))
+        return StackedMLP([W1[inverse], *(w[inverse] for w in self.Ws)],
+                          [b1[inverse], *(b.squeeze(1)[inverse] for b in self.bs)])
+
+    def finite(self) -> Tensor:
+        """Per model (original order): are all its parameters finite?"""
+        G, M, h1 = self.G, self.M, self.h1
+        ok = self.W1.view(G, -1, M, h1).isfinite().all(3).all(1).reshape(-1)
+        ok &= self.b1.view(G * M, h1).isfinite().all(1)
+        for w, b in zip(self.Ws, self.bs):
+            ok &= w.isfinite().flatten(1).all(1) & b.isfinite().flatten(1).all(1)
+        out = torch.empty_like(ok)
+        out[self.order] = ok
+        return out
+
+    def step(self, xb: Tensor, yb: Tensor, lr: float, active: Tensor) -> Tensor:
+        """One SGD step; xb [G, B, in] and yb [G, B] are each seed's batch. Returns losses [G * M]."""
+        G, M, h1 = self.G, self.M, self.h1
+        B = xb.shape[1]
+        z1 = torch.baddbmm(self.b1, xb, self.W1).relu_()  # [G, B, M * h1]
+        h = z1.view(G, B, M, h1).transpose(1, 2).reshape(G * M, B, h1)
+        hs = [h]
+        for l, (W, b) in enumerate(zip(self.Ws, self.bs)):
+            z = torch.baddbmm(b, hs[-1], W)
+            if l < len(self.Ws) - 1:
+                hs.append(z.relu_())
+        y = yb.unsqueeze(1).expand(G, M, B).reshape(G * M, B, 1)
+        logp = torch.log_softmax(z, dim=-1)
+        loss = -logp.gather(-1, y).squeeze(-1).mean(1)
+        g = logp.exp_()
+        g.scatter_add_(-1, y, torch.full_like(g[..., :1], -1.0))
+        g.mul_((active / B).view(-1, 1, 1))
+        for l in reversed(range(len(self.Ws))):
+            h_in = hs[l]
+            W = self.Ws[l]
             g_in = torch.bmm(g, W.transpose(1, 2))
-        W.baddbmm_(h_in.transpose(1, 2), g, alpha=-lr)
-        model.biases[l].sub_(g.sum(1), alpha=lr)
-        if l > 0:
+            W.baddbmm_(h_in.transpose(1, 2), g, alpha=-lr)
+            self.bs[l].sub_(g.sum(1, keepdim=True), alpha=lr)
             g = g_in.mul_(h_in > 0)
-    return loss
-
-
-def epoch_orders(generators: list[torch.Generator], n: int) -> Tensor:
-    """One permutation of range(n) per model [S, n], drawn from each model's own generator."""
-    return torch.stack([torch.randperm(n, generator=g) for g in generators])
+        g1 = g.view(G, M, B, h1).transpose(1, 2).reshape(G, B, M * h1)
+        self.W1.baddbmm_(xb.transpose(1, 2), g1, alpha=-lr)
+        self.b1.sub_(g1.sum(1, keepdim=True), alpha=lr)
+        return loss
 
 
 def train(
     model: StackedMLP,
     x_train: Tensor,
     y_train: Tensor,
-    order_generators: list[torch.Generator],
+    data_seeds: list[int],
     epochs: int,
     batch_size: int,
     lr: float,
     eval_sets: dict[str, tuple[Tensor, Tensor]],
     on_epoch: Callable[[int, History], None] | None = None,
-) -> History:
-    """Train the stack in place for `epochs` epochs; evaluate every split after each epoch.
+) -> tuple[StackedMLP, History]:
+    """Train every model of the stack on its own data order; evaluate every split after each epoch.
 
-    The last batch of an epoch is smaller when batch_size does not divide the
-    training set (as a DataLoader without drop_last does). A model whose loss
-    or weights become NaN/inf is recorded as diverged at that epoch, reset to
-    zero and frozen, while the others keep training.
+    Model i shuffles the training set each epoch with a generator derived from
+    `data_seeds[i]`, so equal seeds mean equal batches. The last batch of an
+    epoch is smaller when batch_size does not divide the training set (as a
+    DataLoader without drop_last). A model whose loss or weights become
+    NaN/inf is recorded as diverged at that epoch, reset to zero and frozen,
+    while the others keep training. Returns the trained stack and its history.
     """
+    if model.num_layers < 2:
+        raise ValueError("the engine needs at least one hidden layer")
     S = model.num_models
     n = x_train.shape[0]
     device = x_train.device
+    packed = Packed(model, list(data_seeds))
+    gens = [generator(s, "data") for s in packed.seeds]
     nan_row = torch.full((S,), math.nan)
-    active = torch.ones(S, device=device)
+    active = torch.ones(S, device=device)  # original model order
     hist = History(
         train_loss=torch.full((epochs + 1, S), math.nan),
         errors={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
@@ -123,16 +173,18 @@ def train(
     if on_epoch:
         on_epoch(0, hist)
     for epoch in range(1, epochs + 1):
-        order = epoch_orders(order_generators, n).to(device)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        active_packed = active[packed.order]
         loss_sum = torch.zeros(S, device=device)
         steps = 0
         for start in range(0, n, batch_size):
-            idx = order[:, start : start + batch_size]
-            loss_sum += sgd_step(model, x_train[idx], y_train[idx], lr, active)
+            idx = orders[:, start : start + batch_size]
+            loss_sum += packed.step(x_train[idx], y_train[idx], lr, active_packed)
             steps += 1
-        finite = torch.isfinite(loss_sum)
-        for W, b in zip(model.weights, model.biases):
-            finite &= torch.isfinite(W).flatten(1).all(1) & torch.isfinite(b).all(1)
+        losses = torch.empty_like(loss_sum)
+        losses[packed.order] = loss_sum / steps
+        finite = torch.isfinite(losses) & packed.finite()
+        model = packed.unpack()
         newly = (~finite) & (active > 0)
         if newly.any():
             for s in newly.nonzero().flatten().tolist():
@@ -141,10 +193,11 @@ def train(
                 W[newly] = 0.0
                 b[newly] = 0.0
             active[newly] = 0.0
+            packed = Packed(model, list(data_seeds))
         alive = (active > 0).cpu()
-        hist.train_loss[epoch] = torch.where(alive, (loss_sum / steps).cpu(), nan_row)
+        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
         for k, (x, y) in eval_sets.items():
             hist.errors[k][epoch] = torch.where(alive, error_rate(model, x, y).cpu(), nan_row)
         if on_epoch:
             on_epoch(epoch, hist)
-    return hist
+    return model, hist

@@ -25,8 +25,7 @@ def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data):
     seeds = [0, 1, 2]
     model = inits.init_base(layer_sizes(depth), [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
     alone = [_sequential(model, s) for s in range(len(seeds))]
-    engine.train(model, x, y, [seeding.generator(s, "data") for s in seeds], epochs=2, batch_size=64, lr=0.1,
-                 eval_sets={})
+    model, _ = engine.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
     for s, seed in enumerate(seeds):
         net, g = alone[s], seeding.generator(seed, "data")
         opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -54,8 +53,7 @@ def test_error_rate_matches_per_model_forward(toy_data):
 def test_training_learns_and_history_has_epoch_zero(toy_data):
     x, y = toy_data
     model = inits.init_base([784, 100, 10], [seeding.generator(s, "init") for s in range(2)], "he")
-    hist = engine.train(model, x, y, [seeding.generator(s, "data") for s in range(2)], 3, 50, 0.1,
-                        {"test": (x, y)})
+    _, hist = engine.train(model, x, y, [0, 1], 3, 50, 0.1, {"test": (x, y)})
     assert hist.errors["test"].shape == (4, 2)
     assert torch.isnan(hist.train_loss[0]).all()
     assert torch.all(hist.errors["test"][-1] < 5) and torch.all(hist.errors["test"][0] > 50)
@@ -67,9 +65,37 @@ def test_a_diverging_model_is_frozen_and_the_others_keep_training(toy_data):
     gens = [seeding.generator(s, "init") for s in range(2)]
     model = inits.init_base([784, 32, 32, 32, 32, 10], gens, "he")
     model.weights[0][1].mul_(1e30)  # model 1 overflows on its first step
-    hist = engine.train(model, x, y, [seeding.generator(s, "data") for s in range(2)], 2, 50, 0.1,
-                        {"test": (x, y)})
+    model, hist = engine.train(model, x, y, [0, 1], 2, 50, 0.1, {"test": (x, y)})
     assert hist.diverged_epoch == [None, 1]
     assert math.isnan(hist.errors["test"][1, 1]) and math.isnan(hist.train_loss[2, 1])
     assert hist.errors["test"][2, 0] < 20
     assert all(torch.isfinite(w).all() for w in model.weights)
+
+
+def test_packing_round_trips_and_groups_models_by_seed():
+    sizes = [784, 16, 8, 10]
+    model = inits.init_base(sizes, [seeding.generator(s, "init") for s in range(6)], "he", bias=0.5)
+    packed = engine.Packed(model, [1, 0, 1, 0, 1, 0])
+    assert (packed.G, packed.M) == (2, 3) and packed.W1.shape == (2, 784, 3 * 16)
+    back = packed.unpack()
+    for a, b in zip(model.weights + model.biases, back.weights + back.biases):
+        assert torch.equal(a, b)
+    uneven = engine.Packed(model, [0, 0, 1, 2, 2, 2])
+    assert (uneven.G, uneven.M) == (6, 1)
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_cells_stacked_side_by_side_match_each_cell_alone(depth, toy_data):
+    """Two cells x three seeds in one stack (first layers as one GEMM per seed) == each cell alone."""
+    x, y = toy_data
+    seeds = [0, 1, 2]
+    cells = [inits.init_base(layer_sizes(depth), [seeding.generator(s, f"init{c}") for s in seeds], base)
+             for c, base in enumerate(["xavier", "he"])]
+    together, hist = engine.train(StackedMLP.cat([c.clone() for c in cells]), x, y, seeds * 2, 2, 100, 0.1,
+                                  {"test": (x, y)})
+    for c, cell in enumerate(cells):
+        alone, h_alone = engine.train(cell, x, y, seeds, 2, 100, 0.1, {"test": (x, y)})
+        part = together.select(slice(3 * c, 3 * c + 3))
+        for a, b in zip(alone.weights + alone.biases, part.weights + part.biases):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(h_alone.errors["test"], hist.errors["test"][:, 3 * c : 3 * c + 3], atol=0.2, rtol=0)

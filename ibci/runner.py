@@ -1,0 +1,191 @@
+"""Running cells: the I/O around the engine (data, run directories, records, progress).
+
+`run_cells` takes resolved configs, skips cells that are done, and trains the
+rest. Cells that differ only in their init (same depth, data, budget and
+seeds) can be trained as one stack: their models with the same seed share
+batches, so their first layers run as one wide GEMM (see `ibci.engine`).
+Records stay per cell and are identical in form either way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from . import __version__, engine, records, seeding
+from .cli import ROOT
+from .data import load_mnist
+from .errors import UserError
+from .initialize import initialize
+from .models import StackedMLP
+from .validate import HELDOUT_SIZE, validate
+
+_DATA_CACHE: dict = {}
+
+
+def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The cell's splits: train (limited), test, and val under the heldout protocol."""
+    key = (str(cfg["data"]["root"]), cfg["data"]["download"])
+    if key not in _DATA_CACHE:  # sweeps in one process load MNIST once
+        _DATA_CACHE[key] = load_mnist(cfg["data"]["root"], download=cfg["data"]["download"])
+    d = _DATA_CACHE[key]
+    x, y = d.x_train, d.y_train
+    splits = {"test": (d.x_test, d.y_test)}
+    if cfg["protocol"] == "heldout":
+        splits["val"] = (x[-HELDOUT_SIZE:], y[-HELDOUT_SIZE:])
+        x, y = x[:-HELDOUT_SIZE], y[:-HELDOUT_SIZE]
+    limit = cfg["data"]["train_limit"]
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    splits["train"] = (x, y)
+    return splits
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def stack_key(cfg: dict) -> tuple:
+    """Cells with equal keys can share one stack: everything but base and init agrees."""
+    d = cfg["data"]
+    return (cfg["depth"], tuple(cfg["networks"][cfg["depth"]]), d["name"], str(d["root"]), d["train_limit"],
+            cfg["protocol"], cfg["epochs"], cfg["batch_size"], cfg["lr"], str(cfg["device"]), cfg["seeds"],
+            cfg["seed_offset"], cfg["threads"])
+
+
+def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[dict]]]:
+    """Split cells into finished records and groups to train (at most `stack_cells` cells a group)."""
+    finished, todo = [], {}
+    for cfg in cfgs:
+        validate(cfg)  # every cell is checked before any is trained
+    for cfg in cfgs:
+        run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
+        rec = records.read_record(run_dir)
+        if rec is not None:
+            finished.append(rec)
+            continue
+        if records.is_done(run_dir):
+            print(f"warning: {run_dir / 'record.json'} is unreadable; rerunning the cell", file=sys.stderr)
+        todo.setdefault(stack_key(cfg), []).append(cfg)
+    groups = []
+    for cells in todo.values():
+        groups += [cells[i : i + stack_cells] for i in range(0, len(cells), stack_cells)]
+    return finished, groups
+
+
+def _prepare(cfg: dict) -> Path:
+    run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
+    try:
+        records.prepare_run_dir(run_dir)
+        records.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    except OSError as e:
+        raise UserError(f"results_dir={cfg['results_dir']!r} is not writable ({e.strerror or e})") from None
+    return run_dir
+
+
+def train_group(cells: list[dict], log: Callable[[str], None] = print) -> list[dict]:
+    """Train cells that share a stack key as one stack; write and return one record per cell."""
+    first = cells[0]
+    torch.set_num_threads(first["threads"] or os.cpu_count() or 1)
+    run_dirs = [_prepare(cfg) for cfg in cells]
+    started = time.perf_counter()
+    splits = load_splits(first)
+    x, y = splits["train"]
+    seeds = list(range(first["seed_offset"], first["seed_offset"] + first["seeds"]))
+    models, infos = [], []
+    for cfg in cells:
+        model, info = initialize(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
+        models.append(model)
+        infos.append(info)
+    device = torch.device(first["device"])
+    model = StackedMLP.cat(models).to(device)
+    splits = {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
+    x, y = splits.pop("train")
+    name = records.cell_id(first) if len(cells) == 1 else f"{len(cells)} cells d{first['depth']}"
+    bar = tqdm(total=first["epochs"], desc=name, unit="epoch", disable=not first["progress"], leave=False)
+
+    def on_epoch(epoch: int, hist: engine.History) -> None:
+        if epoch:
+            bar.update(1)
+            bar.set_postfix(test_error=f"{hist.errors['test'][epoch].nanmean().item():.2f}%")
+
+    train_start = time.perf_counter()
+    model, hist = engine.train(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
+                               splits, on_epoch)
+    bar.close()
+    train_time = time.perf_counter() - train_start
+    S = len(seeds)
+    out = []
+    for c, (cfg, run_dir, info) in enumerate(zip(cells, run_dirs, infos)):
+        part = slice(c * S, (c + 1) * S)
+        loss = hist.train_loss[:, part]
+        errors = {k: v[:, part] for k, v in hist.errors.items()}
+        per_seed = records.summarize_seeds(seeds, loss, errors, hist.diverged_epoch[part], cfg["protocol"])
+        rec = {
+            "schema": records.SCHEMA,
+            "cell_id": records.cell_id(cfg),
+            "cell": records.cell_keys(cfg),
+            "budget": records.budget(cfg),
+            "seeds": per_seed,
+            "init_info": info,
+            "init_time_s": info["time_s"],
+            # Time of the shared stack, split evenly: what this cell cost.
+            "train_time_s": train_time / len(cells),
+            "epoch_time_s": train_time / len(cells) / cfg["epochs"],
+            "stacked_cells": len(cells),
+            "wall_time_s": (time.perf_counter() - started) / len(cells),
+            "config": cfg,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "numpy": np.__version__, "ibci": __version__},
+            "git_commit": git_commit(),
+            "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                     "threads": torch.get_num_threads(), "device": str(device)},
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        records.atomic_write_text(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors))
+        records.write_json(run_dir / "record.json", rec)
+        records.mark_done(run_dir)
+        log(finished_line(rec))
+        out.append(rec)
+    return out
+
+
+def finished_line(rec: dict) -> str:
+    """One line per finished cell: its error, seeds, and what it cost."""
+    seeds = rec["seeds"]
+    sel = [s["selected_error"] for s in seeds if s["selected_error"] is not None and not s["diverged"]]
+    diverged = sum(s["diverged"] for s in seeds)
+    err = f"{np.mean(sel):.2f} ± {np.std(sel, ddof=1) if len(sel) > 1 else float('nan'):.2f}%" if sel else "n/a"
+    extra = f", {diverged} diverged" if diverged else ""
+    return (f"done {rec['cell_id']}: error {err} (n={len(sel)}{extra}), "
+            f"init {rec['init_time_s']:.1f}s, {rec['epoch_time_s']:.2f}s/epoch")
+
+
+def run_cells(cfgs: list[dict], stack_cells: int = 1, log: Callable[[str], None] = print) -> list[dict]:
+    """Run every cell not yet done (skipping done ones); returns the records in the order given."""
+    finished, groups = plan(cfgs, stack_cells)
+    for rec in finished:
+        log(f"skip {rec['cell_id']}: done")
+    todo = sum(len(g) for g in groups)
+    if todo and len(cfgs) > 1:
+        log(f"{len(finished)} of {len(cfgs)} cells done; training {todo} in {len(groups)} stack(s)")
+    by_id = {r["cell_id"]: r for r in finished}
+    for group in groups:
+        for rec in train_group(group, log):
+            by_id[rec["cell_id"]] = rec
+    return [by_id[records.cell_id(cfg)] for cfg in cfgs]
