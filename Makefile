@@ -6,11 +6,10 @@ PY := $(VENV)/bin/python
 RESULTS ?= results
 # The stamp is keyed on the lock and project files: editing either reinstalls, otherwise a no-op.
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | md5sum | cut -c1-12)
-RUN := $(PY) run.py
+SWEEP := $(PY) scripts/sweep.py
 TABLES := $(PY) scripts/make_tables.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
-grid = $(shell $(PY) -c "from ibci.cli import *; print(' '.join(sweep_overrides(experiment_grid(load_experiment('$(1)')))))")
 
 .PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 table1 table2 bench data clean
 
@@ -39,19 +38,19 @@ test-slow: $(STAMP)  ## Run only the slow tests
 smoke: smoke-table1 smoke-table2  ## Tables 1 and 2 on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
-	$(RUN) -m $(call grid,table1) $(SMOKE)
+	$(SWEEP) table1 $(SMOKE)
 	$(TABLES) table1 $(SMOKE)
 
 smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
-	$(RUN) -m $(call grid,table2) $(SMOKE)
+	$(SWEEP) table2 $(SMOKE)
 	$(TABLES) table2 $(SMOKE)
 
 table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into $(RESULTS)/tables
-	$(RUN) -m $(call grid,table1) $(PAPER)
+	$(SWEEP) table1 $(PAPER)
 	$(TABLES) table1 $(PAPER)
 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
-	$(RUN) -m $(call grid,table2) $(PAPER)
+	$(SWEEP) table2 $(PAPER)
 	$(TABLES) table2 $(PAPER)
 
 bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU's sgemm peak

@@ -21,15 +21,28 @@ CONFIG_DIR = ROOT / "configs"
 EXPERIMENT_DIR = ROOT / "experiments"
 
 
-def compose(overrides: list[str] = ()) -> dict:
-    """The resolved run config for `overrides`, as run.py would see it."""
+def compose_many(override_lists: list[list[str]]) -> list[dict]:
+    """The resolved run configs for several override lists, as run.py would see them."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
+    out = []
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
+        for overrides in override_lists:
+            try:
+                cfg = hydra_compose("config", overrides=list(overrides))
+            except (HydraException, OmegaConfBaseException) as e:
+                raise UserError(" ".join(str(e).split())) from None
+            out.append(OmegaConf.to_container(cfg, resolve=True))
+    return out
+
+
+def compose(overrides: list[str] = ()) -> dict:
+    """The resolved run config for `overrides`, as run.py would see it."""
+    return compose_many([list(overrides)])[0]
 
 
 def load_experiment(name: str) -> dict:

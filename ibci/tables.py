@@ -1,0 +1,534 @@
+"""The paper's tables from cell records: a tidy frame, then Markdown and LaTeX.
+
+`build_table` turns an experiment spec (experiments/<name>.yaml), the records
+of its cells and the paper's numbers into one row per cell (the CSV is that
+frame as it is). `to_markdown` and `to_latex` lay the frame out as the paper
+does: one row per (base, depth), one column per init, each cell
+"mean ± std (best epoch)", with the paper's value beside ours, then how far we
+are from the paper and how each init compares with the baseline.
+
+Every number is the test error in percent. Spreads are sample standard
+deviations (ddof=1). A cell with fewer seeds than the grid asks for, or with a
+diverged seed, is flagged; diverged seeds never enter a mean.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .cli import experiment_grid
+from .errors import UserError
+
+# How the paper writes the names of bases and inits.
+DISPLAY = {
+    "xavier": "Xavier",
+    "he": "He",
+    "normal": "Normal",
+    "vanilla": "Vanilla",
+    "lsuv": "LSUV",
+    "ibci": "IBCI",
+    "tie": "TIE",
+    "iim": "IIM",
+}
+
+PROTOCOLS = {
+    "min": "minimal test error over the training epochs, as in the paper; the epoch is picked on the test set",
+    "heldout": "test error at the epoch of lowest error on 10,000 held-out training images",
+}
+EPOCH_WORDS = {"min": "best epoch", "heldout": "selected epoch"}
+
+PAPER_SOURCE = "Mao et al. (CIKM 2021)"
+
+STAT_COLUMNS = [
+    "protocol", "n", "n_expected", "n_diverged",
+    "err_mean", "err_std", "best_epoch_mean",
+    "final_mean", "final_std", "last10_mean", "last10_std", "epoch0_mean",
+    "paper_mean", "paper_std", "paper_epoch", "diff", "within_2std",
+    "diff_vs_baseline", "ci_low", "ci_high", "p_welch",
+    "flag", "cell_id",
+]  # fmt: skip
+
+
+def display(value) -> str:
+    """A grid value as the paper writes it (`ibci` -> `IBCI`, 2 -> `2`)."""
+    return DISPLAY.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
+def key_columns(spec: dict) -> list[str]:
+    """The coordinates that name a table cell: the row keys, then the column key."""
+    return [*spec["rows"], spec["column"]]
+
+
+def _plain(value):
+    # numpy integers from a DataFrame must hash like the ints of a YAML grid.
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _key(values) -> tuple:
+    return tuple(_plain(v) for v in values)
+
+
+def index_records(records: list[dict], keys=("base", "depth", "init")) -> dict[tuple, dict]:
+    """Records by their cell coordinates, e.g. ("xavier", 2, "ibci") -> record.
+
+    Two records for the same coordinates (a smoke and a paper run in one
+    results dir, say) are an error: which one a table means cannot be guessed.
+    """
+    out: dict[tuple, dict] = {}
+    for rec in records:
+        key = _key(rec["cell"][k] for k in keys)
+        if key in out:
+            raise UserError(
+                f"two records for cell {key}: {out[key].get('cell_id')} and {rec.get('cell_id')}; "
+                "select one budget (compose the cells) or use separate results dirs"
+            )
+        out[key] = rec
+    return out
+
+
+def table_cells(spec: dict) -> list[tuple]:
+    """The key of every cell the table needs, row by row, columns in grid order (baseline last if added)."""
+    grid = experiment_grid(spec)
+    rows = itertools.product(*(grid[k] for k in spec["rows"]))
+    return [_key((*row, col)) for row in rows for col in grid[spec["column"]]]
+
+
+def _paper_index(paper: pd.DataFrame, keys: list[str]) -> dict[tuple, dict]:
+    needed = [*keys, "err_mean", "err_std", "best_epoch"]
+    missing = [c for c in needed if c not in paper.columns]
+    if missing:
+        raise UserError(f"the paper's table lacks columns {missing}; it needs {needed}")
+    out: dict[tuple, dict] = {}
+    for row in paper.to_dict("records"):
+        key = _key(row[k] for k in keys)
+        if key in out:
+            raise UserError(f"the paper's table has two rows for cell {key}")
+        out[key] = row
+    return out
+
+
+def _check_comparable(found: list[dict]) -> str | None:
+    """The one protocol of a table's records; a table never mixes protocols or budgets."""
+    protocols = sorted({r["cell"]["protocol"] for r in found})
+    if len(protocols) > 1:
+        raise UserError(f"the records mix protocols {protocols}; tabulate one protocol at a time")
+    budgets = {json.dumps(r["budget"], sort_keys=True): r.get("cell_id") for r in found}
+    if len(budgets) > 1:
+        shown = "; ".join(f"{cid}: {b}" for b, cid in budgets.items())
+        raise UserError(f"the records have different budgets ({shown}); a table compares equal budgets only")
+    return protocols[0] if protocols else None
+
+
+def _flag(rec: dict | None, n_expected: int, n_diverged: int) -> str:
+    if rec is None:
+        return "missing"
+    parts = []
+    if len(rec["seeds"]) < n_expected:
+        parts.append(f"incomplete {len(rec['seeds'])}/{n_expected}")
+    if n_diverged:
+        parts.append(f"{n_diverged}/{n_expected} diverged")
+    return "; ".join(parts)
+
+
+def _nan_if_none(x) -> float:
+    return math.nan if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def build_table(
+    spec: dict,
+    records: dict[tuple, dict | None],
+    paper: pd.DataFrame,
+    *,
+    n_expected: int,
+    n_resamples: int = stats.BOOTSTRAP_RESAMPLES,
+    seed: int = stats.BOOTSTRAP_SEED,
+) -> pd.DataFrame:
+    """One row per cell of `spec` (columns: key_columns(spec) + STAT_COLUMNS).
+
+    `records` maps a cell key (row values, then column value, e.g.
+    ("xavier", 2, "ibci")) to its record, or to None (or nothing) when the
+    cell has not finished. `paper` holds the paper's numbers (the key columns
+    plus err_mean, err_std, best_epoch). `n_expected` is the seeds per cell
+    the grid asks for. The baseline comparison (diff, bootstrap CI, Welch p)
+    is filled for every cell whose column is not the baseline.
+    """
+    keys = key_columns(spec)
+    protocol = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
+    paper_rows = _paper_index(paper, keys)
+    baseline = spec.get("baseline")
+    column_pos = len(keys) - 1
+
+    rows, kept = [], {}
+    for key in table_cells(spec):
+        rec = records.get(key)
+        seeds = rec["seeds"] if rec is not None else []
+        ok = [s for s in seeds if not s["diverged"]]
+        kept[key] = [s["selected_error"] for s in ok]
+        err = stats.summarize(kept[key])
+        final = stats.summarize([s["final_error"] for s in ok])
+        last10 = stats.summarize([s["last10_error"] for s in ok])
+        p = paper_rows.get(key, {})
+        paper_mean, paper_std = _nan_if_none(p.get("err_mean")), _nan_if_none(p.get("err_std"))
+        known = not any(math.isnan(v) for v in (err.mean, err.std, paper_mean, paper_std))
+        rows.append({
+            **dict(zip(keys, key)),
+            "protocol": protocol,
+            "n": len(ok),
+            "n_expected": n_expected,
+            "n_diverged": len(seeds) - len(ok),
+            "err_mean": err.mean,
+            "err_std": err.std,
+            "best_epoch_mean": stats.summarize([s["selected_epoch"] for s in ok]).mean,
+            "final_mean": final.mean,
+            "final_std": final.std,
+            "last10_mean": last10.mean,
+            "last10_std": last10.std,
+            "epoch0_mean": stats.summarize([s["epoch0_error"] for s in ok]).mean,
+            "paper_mean": paper_mean,
+            "paper_std": paper_std,
+            "paper_epoch": _nan_if_none(p.get("best_epoch")),
+            "diff": err.mean - paper_mean,
+            # NA, not False, when there is nothing to compare: absence of evidence is not disagreement.
+            "within_2std": stats.within_k_std(err.mean, err.std, paper_mean, paper_std) if known else pd.NA,
+            "flag": _flag(rec, n_expected, len(seeds) - len(ok)),
+            "cell_id": rec.get("cell_id", "") if rec is not None else "",
+        })
+
+    for row in rows:
+        key = _key(row[k] for k in keys)
+        row.update(diff_vs_baseline=math.nan, ci_low=math.nan, ci_high=math.nan, p_welch=math.nan)
+        if baseline is None or key[column_pos] == baseline:
+            continue
+        ours, base = kept[key], kept[(*key[:column_pos], baseline)]
+        if not ours or not base:
+            continue
+        low, high = stats.bootstrap_diff_ci(ours, base, n_resamples=n_resamples, seed=seed)
+        row.update(
+            diff_vs_baseline=stats.summarize(ours).mean - stats.summarize(base).mean,
+            ci_low=low,
+            ci_high=high,
+            p_welch=stats.welch_p(ours, base),
+        )
+
+    df = pd.DataFrame(rows, columns=[*keys, *STAT_COLUMNS])
+    df = df.astype({"n": "int64", "n_expected": "int64", "n_diverged": "int64", "within_2std": "boolean"})
+    df["protocol"] = df["protocol"].astype("string")
+    df.attrs["bootstrap"] = {"n_resamples": n_resamples, "seed": seed, "level": stats.CI_LEVEL}
+    return df
+
+
+def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
+    """Long per-epoch test errors (key columns, seed, epoch, test_error) of the finished cells, in table order.
+
+    `metrics` maps a cell key to its metrics.csv as read. Diverged seeds are
+    left out, as in the tables: their NaN tail would otherwise make the mean
+    curve switch between different sets of seeds.
+    """
+    keys = key_columns(spec)
+    columns = [*keys, "seed", "epoch", "test_error"]
+    parts = []
+    for key in table_cells(spec):
+        rec, m = records.get(key), metrics.get(key)
+        if rec is None or m is None:
+            continue
+        diverged = {s["seed"] for s in rec["seeds"] if s["diverged"]}
+        part = m.loc[~m["seed"].isin(diverged), ["seed", "epoch", "test_error"]]
+        part = part.sort_values(["seed", "epoch"], kind="stable").assign(**dict(zip(keys, key)))
+        parts.append(part[columns])
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    """The tidy frame as CSV text; %.6g keeps the paper's 2.034 and is byte-stable."""
+    return df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+# ---- formatting ---------------------------------------------------------------------------------
+
+
+def _isnan(x) -> bool:
+    return x is None or x is pd.NA or (isinstance(x, (float, np.floating)) and math.isnan(x))
+
+
+def _num(x, decimals: int = 2) -> str:
+    if _isnan(x):
+        return "n/a"
+    s = f"{x:.{decimals}f}"
+    # -0.00 would read as a sign where there is none.
+    return s.lstrip("-") if float(s) == 0 else s
+
+
+def _signed(x, decimals: int = 2) -> str:
+    s = _num(x, decimals)
+    return s if s == "n/a" or s.startswith("-") or float(s) == 0 else "+" + s
+
+
+def _pvalue(p) -> str:
+    if _isnan(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}  # fmt: skip
+
+
+class _Style:
+    """The markup that differs between Markdown and LaTeX."""
+
+    def __init__(self, latex: bool):
+        self.latex = latex
+        self.pm = " $\\pm$ " if latex else " ± "
+        self.dagger = "$^\\dagger$" if latex else " †"
+        self.minus = "$-$" if latex else "−"
+
+    def text(self, s: str) -> str:
+        return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s) if self.latex else s
+
+    def number(self, s: str) -> str:
+        # A leading minus in LaTeX text mode is a hyphen; set it as a math minus.
+        return self.minus + s[1:] if self.latex and s.startswith("-") else s
+
+    def p(self, p) -> str:
+        s = _pvalue(p)
+        if s == "n/a":
+            return s
+        return f"$p {s}$" if self.latex else f"p {s}"
+
+
+def _mean_std(st: _Style, mean, std) -> str:
+    return f"{st.number(_num(mean))}{st.pm}{_num(std)}"
+
+
+def _ours_cell(st: _Style, r: dict) -> str:
+    mark = st.dagger if r["flag"] else ""
+    if r["flag"] == "missing":
+        return "missing" + mark
+    if r["n"] == 0:
+        return "n/a" + mark
+    return f"{_mean_std(st, r['err_mean'], r['err_std'])} ({_num(r['best_epoch_mean'], 0)}){mark}"
+
+
+def _paper_cell(st: _Style, r: dict) -> str:
+    if _isnan(r["paper_mean"]):
+        return "n/a"
+    return f"{_mean_std(st, r['paper_mean'], r['paper_std'])} ({_num(r['paper_epoch'], 0)})"
+
+
+def _cell_name(spec: dict, r: dict) -> str:
+    words = []
+    for k in key_columns(spec):
+        v = _plain(r[k])
+        words.append(f"{k} {v}" if isinstance(v, int) else display(v))
+    return ", ".join(words)
+
+
+def _layout(df: pd.DataFrame, spec: dict):
+    """Rows of the paper's layout: (row labels, {column value: row dict}) per table row."""
+    keys = key_columns(spec)
+    rows_keys, column = keys[:-1], keys[-1]
+    by_key = {_key(r[k] for k in keys): r for r in df.to_dict("records")}
+    grid = experiment_grid(spec)
+    out, previous = [], None
+    for row in itertools.product(*(grid[k] for k in rows_keys)):
+        row = _key(row)
+        # The first row key is printed once per group, as the paper prints the base.
+        labels = [display(v) for v in row]
+        if previous is not None and row[0] == previous:
+            labels[0] = ""
+        previous = row[0]
+        out.append((labels, {c: by_key[(*row, c)] for c in grid[column]}))
+    return out
+
+
+def _summary_words(df: pd.DataFrame, spec: dict, st: _Style) -> dict:
+    """Protocol, epoch and n statements, and the list of flagged cells (baseline included)."""
+    protocols = sorted(df["protocol"].dropna().unique())
+    protocol = protocols[0] if protocols else None
+    if protocol is None:
+        protocol_text = "unknown (no finished cells)"
+    else:
+        protocol_text = f"{st.text(protocol)} ({st.text(PROTOCOLS.get(protocol, 'as the records say'))})"
+    n_expected = int(df["n_expected"].iloc[0]) if len(df) else 0
+    n_text = f"n = {n_expected} seeds per cell"
+    flagged = [r for r in df.to_dict("records") if r["flag"]]
+    if flagged:
+        n_text += f", except the flagged cells{st.dagger} (their n below)"
+    flagged_text = [
+        st.text(f"{_cell_name(spec, r)}: {r['flag']}" + ("" if r["flag"] == "missing" else f" (n = {r['n']})"))
+        for r in flagged
+    ]
+    return dict(protocol=protocol_text, epoch=EPOCH_WORDS.get(protocol, "best epoch"), n=n_text, flagged=flagged_text)
+
+
+def _bootstrap_words(df: pd.DataFrame) -> str:
+    b = df.attrs.get("bootstrap")
+    if not b:
+        return "seeded bootstrap, resampling the seeds within each cell"
+    return f"seeded bootstrap, {b['n_resamples']} resamples of the seeds within each cell, seed {b['seed']}"
+
+
+def _significance_rows(df: pd.DataFrame, spec: dict, st: _Style) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the baseline comparison: the baseline's value, then diff [CI], p per other column."""
+    baseline = spec["baseline"]
+    others = [c for c in spec["grid"][spec["column"]] if c != baseline]
+    name = st.text(display(baseline))
+    header = [*(st.text(k.capitalize()) for k in spec["rows"]), f"{name} (ours)"]
+    header += [f"{st.text(display(c))} {st.minus} {name}" for c in others]
+    body = []
+    for labels, cells in _layout(df, spec):
+        b = cells[baseline]
+        if b["flag"] == "missing":
+            base_text = "missing" + st.dagger
+        else:
+            mark = st.dagger if b["flag"] else ""
+            base_text = f"{_mean_std(st, b['err_mean'], b['err_std'])} (n = {b['n']}){mark}"
+        row = [*(st.text(x) for x in labels), base_text]
+        for c in others:
+            r = cells[c]
+            if _isnan(r["diff_vs_baseline"]):
+                row.append("n/a")
+                continue
+            ci = f"[{st.number(_signed(r['ci_low']))}, {st.number(_signed(r['ci_high']))}]"
+            row.append(f"{st.number(_signed(r['diff_vs_baseline']))} {ci}, {st.p(r['p_welch'])}")
+        body.append(row)
+    return header, body
+
+
+def to_markdown(df: pd.DataFrame, spec: dict) -> str:
+    """The table as GitHub Markdown: the paper's layout, ours beside the paper's, then the comparisons."""
+    st = _Style(latex=False)
+    words = _summary_words(df, spec, st)
+    columns = spec["grid"][spec["column"]]
+    row_headers = [k.capitalize() for k in spec["rows"]]
+
+    def md_row(cells) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    def md_rule(n_labels: int, n_values: int) -> str:
+        return "|" + "|".join([":--"] * n_labels + [":-:"] * n_values) + "|"
+
+    lines = [
+        f"## {spec.get('title', spec.get('name', 'Table'))}",
+        "",
+        f"Protocol: {words['protocol']}.",
+        f"Each cell is the test error in % as mean ± std over seeds (std with ddof=1), "
+        f"with the mean {words['epoch']} in parentheses; {words['n']}.",
+        f"Paper: the values printed in {PAPER_SOURCE}.",
+        "",
+        md_row([*row_headers, *(f"{display(c)} ({who})" for c in columns for who in ("ours", "paper"))]),
+        md_rule(len(row_headers), 2 * len(columns)),
+    ]
+    layout = _layout(df, spec)
+    for labels, cells in layout:
+        values = [x for c in columns for x in (_ours_cell(st, cells[c]), _paper_cell(st, cells[c]))]
+        lines.append(md_row([*labels, *values]))
+    if words["flagged"]:
+        lines += ["", "† Flagged cells (diverged seeds are left out of the means and of n):", ""]
+        lines += [f"- {f}" for f in words["flagged"]]
+
+    lines += [
+        "",
+        "### Ours − paper",
+        "",
+        "Our mean minus the paper's, in percentage points; "
+        "yes when |ours − paper| ≤ 2·sqrt(std_ours² + std_paper²).",
+        "",
+        md_row([*row_headers, *(display(c) for c in columns)]),
+        md_rule(len(row_headers), len(columns)),
+    ]
+    for labels, cells in layout:
+        agree = {True: "yes", False: "no"}
+        values = []
+        for c in columns:
+            r = cells[c]
+            verdict = "n/a" if _isnan(r["within_2std"]) else agree[bool(r["within_2std"])]
+            values.append("n/a" if _isnan(r["diff"]) else f"{_signed(r['diff'])} ({verdict})")
+        lines.append(md_row([*labels, *values]))
+
+    if spec.get("baseline") is not None:
+        header, body = _significance_rows(df, spec, st)
+        lines += [
+            "",
+            f"### Significance vs {display(spec['baseline'])}",
+            "",
+            f"Difference of mean errors in percentage points, with a 95% CI ({_bootstrap_words(df)}) "
+            "and the p-value of Welch's t-test.",
+            "",
+            md_row(header),
+            md_rule(len(spec["rows"]), len(header) - len(spec["rows"])),
+            *(md_row(r) for r in body),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_row(cells) -> str:
+    return " & ".join(cells) + r" \\"
+
+
+def _tex_note(text: str) -> str:
+    return r"{\footnotesize " + text + r"\par}"
+
+
+def to_latex(df: pd.DataFrame, spec: dict) -> str:
+    """The table as booktabs `tabular`s (needs only \\usepackage{booktabs}), each followed by its notes."""
+    st = _Style(latex=True)
+    words = _summary_words(df, spec, st)
+    columns = spec["grid"][spec["column"]]
+    n_rows = len(spec["rows"])
+    title = spec.get("title", spec.get("name", "Table"))
+    lines = [
+        f"% {title}",
+        r"% Generated by scripts/make_tables.py (ibci.tables.to_latex); needs \usepackage{booktabs}.",
+        r"\begin{tabular}{" + "l" * n_rows + "c" * (2 * len(columns)) + "}",
+        r"\toprule",
+        _tex_row([""] * n_rows + [rf"\multicolumn{{2}}{{c}}{{{st.text(display(c))}}}" for c in columns]),
+        " ".join(rf"\cmidrule(lr){{{n_rows + 2 * i + 1}-{n_rows + 2 * i + 2}}}" for i in range(len(columns))),
+        _tex_row([st.text(k.capitalize()) for k in spec["rows"]] + ["Ours", "Paper"] * len(columns)),
+        r"\midrule",
+    ]
+    for i, (labels, cells) in enumerate(_layout(df, spec)):
+        if i and labels[0]:
+            lines.append(r"\midrule")
+        values = [x for c in columns for x in (_ours_cell(st, cells[c]), _paper_cell(st, cells[c]))]
+        lines.append(_tex_row([st.text(x) for x in labels] + values))
+    lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip"]
+    notes = [
+        f"Protocol: {words['protocol']}.",
+        r"Test error in \%: mean $\pm$ std over seeds (std with ddof = 1), "
+        f"with the mean {words['epoch']} in parentheses; {words['n']}.",
+        *(f"{st.dagger}{f}." for f in words["flagged"]),
+        f"Paper: the values printed in {PAPER_SOURCE}.",
+    ]
+    lines.append(_tex_note(" ".join(notes)))
+
+    if spec.get("baseline") is not None:
+        header, body = _significance_rows(df, spec, st)
+        lines += [
+            "",
+            r"\medskip",
+            r"\begin{tabular}{" + "l" * n_rows + "c" * (len(header) - n_rows) + "}",
+            r"\toprule",
+            _tex_row(header),
+            r"\midrule",
+        ]
+        for i, row in enumerate(body):
+            if i and row[0]:
+                lines.append(r"\midrule")
+            lines.append(_tex_row(row))
+        lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip"]
+        lines.append(_tex_note(
+            f"Difference of mean errors in percentage points vs {st.text(display(spec['baseline']))}, "
+            rf"with a 95\% CI ({st.text(_bootstrap_words(df))}) and the $p$-value of Welch's $t$-test."
+        ))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,178 @@
+"""Speed benchmark: the conventional PyTorch loop vs our engine vs this CPU's sgemm rate.
+
+    make bench                      # or: python scripts/bench.py [--threads N] [--experiment table1]
+
+In one process, on the same machine:
+  (a) the conventional loop (torchvision MNIST + ToTensor, DataLoader batch 100
+      shuffled with 2 workers, nn.Sequential, torch.optim.SGD): one depth-2 epoch;
+  (b) our engine configured as `make table1` runs it (5 seeds per cell, the
+      cells of one depth stacked, test error after the epoch): one epoch per depth;
+  (c) this machine's float32 sgemm rate, measured on the spot;
+plus the campaign's time per seed per depth and the peak RSS of a depth-3 cell.
+FLOPs of training count 6 x (sum of layer in x out) per image per model (the
+forward and two backward matmuls). The last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from ibci import campaign, engine, seeding  # noqa: E402
+from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment  # noqa: E402
+from ibci.inits import init_base  # noqa: E402
+from ibci.models import StackedMLP, layer_sizes  # noqa: E402
+from ibci.runner import load_splits, plan  # noqa: E402
+
+DEPTHS = (2, 3, 5)
+PAPER_CELLS = 30  # Tables 1 and 2 together: 2 bases x 5 inits x 3 depths
+PAPER_EPOCHS = 100
+CAMPAIGN_INITS = 3 * 2  # ibci, tie, iim x 2 bases, per depth
+
+
+def train_flops(sizes: list[int], images: int) -> float:
+    return 6.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * images
+
+
+def sgemm_gflops(n: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained float32 GEMM rate of this machine at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = a @ b  # warm-up
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b, out=c)
+        reps += 1
+    return 2.0 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def conventional_epoch(data_root: str) -> float:
+    """One depth-2 epoch written the usual way (as in the authors' released code)."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    train = datasets.MNIST(data_root, train=True, download=False, transform=transforms.ToTensor())
+    loader = DataLoader(train, batch_size=100, shuffle=True, num_workers=2)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    start = time.perf_counter()
+    for x, y in loader:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def engine_epochs(experiment: str, threads: int | None) -> dict[int, dict]:
+    """One epoch per depth, stacked exactly as the experiment's sweep stacks its cells."""
+    spec = load_experiment(experiment)
+    overrides = ["profile=paper", "epochs=1", "progress=false", f"results_dir={ROOT / 'results' / '.bench'}"]
+    if threads:
+        overrides.append(f"threads={threads}")
+    cfgs = compose_many([[*overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))])
+    _, groups = plan(cfgs, stack_cells=cfgs[0]["stack_cells"])
+    out = {}
+    for cells in groups:
+        cfg = cells[0]
+        depth = cfg["depth"]
+        splits = load_splits(cfg)
+        x, y = splits.pop("train")
+        seeds = list(range(cfg["seeds"]))
+        sizes = layer_sizes(depth)
+        # The engine's cost does not depend on the weights' values, so base draws stand in for every init.
+        model = StackedMLP.cat([init_base(sizes, [seeding.generator(s, f"bench{i}") for s in seeds], "he")
+                                for i in range(len(cells))])
+        engine.train(model, x[:1000], y[:1000], seeds * len(cells), 1, 100, 0.1, {})  # warm-up
+        start = time.perf_counter()
+        engine.train(model, x, y, seeds * len(cells), 1, cfg["batch_size"], cfg["lr"], splits)
+        seconds = time.perf_counter() - start
+        models = len(cells) * len(seeds)
+        out[depth] = {"models": models, "cells": len(cells), "seconds": seconds,
+                      "s_per_model_epoch": seconds / models,
+                      "gflops": train_flops(sizes, x.shape[0]) * models / seconds / 1e9}
+    return out
+
+
+def campaign_seconds(x: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
+    """IBCI's campaign on the whole training set, one seed, per depth."""
+    out = {}
+    for depth in DEPTHS:
+        sizes = layer_sizes(depth)
+        weights = campaign.tie_weights("ibci", len(sizes) - 1)
+        start = time.perf_counter()
+        campaign.ibci_init(sizes, x, y, "he", weights, seeding.generator(0, "init"))
+        out[depth] = time.perf_counter() - start
+    return out
+
+
+def peak_rss_depth3_cell(threads: int | None) -> float:
+    """Peak RSS (MB) of a child process that trains one depth-3 cell of 5 seeds for one epoch."""
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from ibci.cli import compose; from ibci.runner import load_splits; from ibci import engine, seeding\n"
+        "from ibci.inits import init_base; from ibci.models import layer_sizes\n"
+        "cfg = compose(['depth=3', 'epochs=1'] + %r)\n"
+        "s = load_splits(cfg); x, y = s.pop('train')\n"
+        "m = init_base(layer_sizes(3), [seeding.generator(i, 'init') for i in range(5)], 'he')\n"
+        "engine.train(m, x, y, list(range(5)), 1, 100, 0.1, s)\n"
+        "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    ) % (str(ROOT), [f"threads={threads}"] if threads else [])
+    # The child reports its own peak: RUSAGE_CHILDREN would also count the DataLoader workers of (a).
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--experiment", default="table1", help="whose stacking to measure (table1 or table2)")
+    ap.add_argument("--data", default=os.environ.get("IBCI_DATA", str(ROOT / "data")))
+    args = ap.parse_args()
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    os.environ["IBCI_DATA"] = args.data
+    from ibci.data import load_mnist
+
+    mnist = load_mnist(args.data)
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads")
+
+    gemm = sgemm_gflops()
+    conv = conventional_epoch(args.data)
+    torch.set_num_threads(threads)  # DataLoader workers may have changed it
+    ours = engine_epochs(args.experiment, threads)
+    camp = campaign_seconds(mnist.x_train, mnist.y_train)
+    rss = peak_rss_depth3_cell(threads)
+
+    conv_flops = train_flops(layer_sizes(2), 60000) / conv / 1e9
+    print(f"\n{'what':44s} {'s/epoch':>9s} {'models':>6s} {'s/model-epoch':>13s} {'GFLOP/s':>8s} {'of peak':>7s}")
+    print(f"{'(c) sgemm 2048^3, float32':44s} {'':>9s} {'':>6s} {'':>13s} {gemm:8.1f} {1:7.0%}")
+    print(f"{'(a) conventional loop, depth 2':44s} {conv:9.2f} {1:6d} {conv:13.3f} {conv_flops:8.1f} {conv_flops / gemm:7.0%}")
+    for d, r in ours.items():
+        label = f"(b) engine, depth {d}, {r['cells']} cells x 5 seeds"
+        print(f"{label:44s} {r['seconds']:9.2f} {r['models']:6d} {r['s_per_model_epoch']:13.3f} "
+              f"{r['gflops']:8.1f} {r['gflops'] / gemm:7.0%}")
+    for d, s in camp.items():
+        print(f"{f'campaign, depth {d}, 60k images, per seed':44s} {s:9.2f}")
+    print(f"peak RSS of a depth-3 cell with 5 seeds: {rss:.0f} MB")
+
+    # The paper's protocol: every cell of Tables 1 and 2 (10 per depth) x 5 seeds x 100 epochs, plus campaigns.
+    per_depth_cells = PAPER_CELLS // len(DEPTHS)
+    minutes = sum(per_depth_cells * 5 * PAPER_EPOCHS * r["s_per_model_epoch"] for r in ours.values())
+    minutes += sum(CAMPAIGN_INITS * 5 * camp[d] for d in DEPTHS)
+    minutes /= 60
+    speedup = conv / ours[2]["s_per_model_epoch"]
+    print(f"speedup={speedup:.1f} peak_fraction_d2={ours[2]['gflops'] / gemm:.2f} "
+          f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} protocol_minutes={minutes:.0f}")
+
+
+if __name__ == "__main__":
+    main()

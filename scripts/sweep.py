@@ -1,0 +1,41 @@
+"""Run an experiment's whole grid, training cells of the same depth as one stack.
+
+    python scripts/sweep.py table1                          # the paper budget, into results/
+    python scripts/sweep.py table2 profile=smoke results_dir=/tmp/s
+    python scripts/sweep.py table1 stack_cells=1            # one cell at a time, like `run.py -m`
+
+Same cells, same run directories and same records as `python run.py -m <grid>`;
+stacking only makes it faster (see ibci/engine.py). Done cells are skipped, so
+an interrupted sweep resumes by running the same command again.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment, report_user_errors  # noqa: E402
+from ibci.runner import run_cells  # noqa: E402
+
+
+@report_user_errors
+def main(argv: list[str]) -> None:
+    if not argv or "=" in argv[0]:
+        print(__doc__.strip(), file=sys.stderr)
+        sys.exit(2)
+    spec = load_experiment(argv[0])
+    overrides = argv[1:]
+    cells = grid_cells(experiment_grid(spec))
+    cfgs = compose_many([[*overrides, *cell_overrides(c)] for c in cells])
+    print(f"{spec['name']}: {len(cfgs)} cells, {cfgs[0]['seeds']} seeds x {cfgs[0]['epochs']} epochs each")
+    run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"])
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
