@@ -150,8 +150,10 @@ def information_plane(iim, tie, picked_mask, title: str) -> Figure:
     """One layer's campaign: IIM score (x) vs TIE score (y) of every candidate, the elected ones highlighted.
 
     `picked_mask` is a boolean mask over the pool (True = elected).
-    Both scores are variances of a candidate's response over the data sample
-    (IIM: total; TIE: between-class minus within-class), in squared activation units.
+    IIM is the variance of a candidate's response over the data sample
+    (squared activation units); TIE is between-class minus within-class
+    variance with each term first divided by its norm over the pool, so it
+    has no unit.
     """
     iim, tie = np.asarray(iim, dtype=float).ravel(), np.asarray(tie, dtype=float).ravel()
     picked = np.asarray(picked_mask).ravel()
@@ -167,7 +169,7 @@ def information_plane(iim, tie, picked_mask, title: str) -> Figure:
     ax.scatter(iim[picked], tie[picked], s=30, color=sns.color_palette("colorblind")[3], edgecolor="black", lw=0.5,
                label=f"elected ({picked.sum()})")
     ax.set_xlabel("IIM score (activation²)")
-    ax.set_ylabel("TIE score (activation²)")
+    ax.set_ylabel("TIE score (normalized over the pool, no unit)")
     ax.legend(loc="best")
     ax.set_title(title)
     return fig

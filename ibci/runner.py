@@ -5,6 +5,17 @@ rest. Cells that differ only in their init (same depth, data, budget and
 seeds) can be trained as one stack: their models with the same seed share
 batches, so their first layers run as one wide GEMM (see `ibci.engine`).
 Records stay per cell and are identical in form either way.
+
+What is bitwise reproducible: the same cells trained in the same stack with
+the same thread count on the same machine (and BLAS) give identical numbers;
+a resumed sweep rebuilds the stacks it had, so it matches an uninterrupted one.
+What is not: a stack's shape. Cells side by side widen the first layer's
+GEMM, which changes the blocking of its float reductions; with more than one
+thread, the number of seeds also changes how batched GEMMs are split between
+threads. The last bits move and SGD amplifies them over the epochs, so
+`run.py -m` (one cell a stack) and `scripts/sweep.py` (same-depth cells
+stacked) can differ in a cell's numbers by a little (tests/test_robustness.py
+gives the differences measured).
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 import torch
@@ -52,6 +63,14 @@ def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return splits
 
 
+def available_cores() -> int:
+    """Cores this process may run on: a SLURM or taskset allotment, not the whole machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        return os.cpu_count() or 1
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -69,7 +88,13 @@ def stack_key(cfg: dict) -> tuple:
 
 
 def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[dict]]]:
-    """Split cells into finished records and groups to train (at most `stack_cells` cells a group)."""
+    """Split cells into finished records and groups to train (at most `stack_cells` cells a group).
+
+    A stack interrupted while it wrote its records (some cells done, some not)
+    is trained again whole, as its done records list it: a stack's shape moves
+    the last bits of its numbers (see the module docstring), and this way its other
+    cells get exactly the numbers an uninterrupted run gives them.
+    """
     finished, todo = [], {}
     for cfg in cfgs:
         validate(cfg)  # every cell is checked before any is trained
@@ -82,8 +107,16 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
         if records.is_done(run_dir):
             print(f"warning: {run_dir / 'record.json'} is unreadable; rerunning the cell", file=sys.stderr)
         todo.setdefault(stack_key(cfg), []).append(cfg)
+    by_id = {records.cell_id(cfg): cfg for cfg in cfgs}
+    pending = {records.cell_id(cfg) for cells in todo.values() for cfg in cells}
     groups = []
+    for rec in finished:
+        stack = rec.get("stack", [])
+        if pending & set(stack) and all(i in by_id for i in stack):
+            groups.append([by_id[i] for i in stack])
+            pending -= set(stack)
     for cells in todo.values():
+        cells = [cfg for cfg in cells if records.cell_id(cfg) in pending]
         groups += [cells[i : i + stack_cells] for i in range(0, len(cells), stack_cells)]
     return finished, groups
 
@@ -98,13 +131,18 @@ def _prepare(cfg: dict) -> Path:
     return run_dir
 
 
-def train_group(cells: list[dict], log: Callable[[str], None] = print) -> list[dict]:
-    """Train cells that share a stack key as one stack; write and return one record per cell."""
+def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Collection[str] = ()) -> list[dict]:
+    """Train cells that share a stack key as one stack; write and return one record per cell.
+
+    Cells whose ids are in `done` are trained too (for the stack's shape) but
+    their records are neither written nor returned.
+    """
     first = cells[0]
-    torch.set_num_threads(first["threads"] or os.cpu_count() or 1)
-    run_dirs = [_prepare(cfg) for cfg in cells]
+    torch.set_num_threads(first["threads"] or available_cores())
     started = time.perf_counter()
-    splits = load_splits(first)
+    splits = load_splits(first)  # before any run directory exists: a data error leaves nothing behind
+    stack = [records.cell_id(cfg) for cfg in cells]
+    run_dirs = [None if i in done else _prepare(cfg) for i, cfg in zip(stack, cells)]
     x, y = splits["train"]
     seeds = list(range(first["seed_offset"], first["seed_offset"] + first["seeds"]))
     models, infos = [], []
@@ -132,6 +170,8 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print) -> list[d
     S = len(seeds)
     out = []
     for c, (cfg, run_dir, info) in enumerate(zip(cells, run_dirs, infos)):
+        if run_dir is None:
+            continue
         part = slice(c * S, (c + 1) * S)
         loss = hist.train_loss[:, part]
         errors = {k: v[:, part] for k, v in hist.errors.items()}
@@ -148,6 +188,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print) -> list[d
             "train_time_s": train_time / len(cells),
             "epoch_time_s": train_time / len(cells) / cfg["epochs"],
             "stacked_cells": len(cells),
+            "stack": stack,  # the cells trained together, in stack order (a resume rebuilds it)
             "wall_time_s": (time.perf_counter() - started) / len(cells),
             "config": cfg,
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -181,11 +222,11 @@ def run_cells(cfgs: list[dict], stack_cells: int = 1, log: Callable[[str], None]
     finished, groups = plan(cfgs, stack_cells)
     for rec in finished:
         log(f"skip {rec['cell_id']}: done")
-    todo = sum(len(g) for g in groups)
+    todo = len(cfgs) - len(finished)
     if todo and len(cfgs) > 1:
         log(f"{len(finished)} of {len(cfgs)} cells done; training {todo} in {len(groups)} stack(s)")
     by_id = {r["cell_id"]: r for r in finished}
     for group in groups:
-        for rec in train_group(group, log):
+        for rec in train_group(group, log, done=set(by_id)):
             by_id[rec["cell_id"]] = rec
     return [by_id[records.cell_id(cfg)] for cfg in cfgs]

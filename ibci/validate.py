@@ -6,10 +6,16 @@ value and what is allowed, so a typo costs a second instead of a crashed sweep.
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import torch
 
+from . import campaign
+from .cli import CONFIG_DIR
 from .errors import UserError
 from .inits import BASES
+from .models import N_CLASSES
 
 INITS = ("vanilla", "lsuv", "ibci", "tie", "iim")
 CAMPAIGN_INITS = ("ibci", "tie", "iim")
@@ -25,8 +31,12 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not _is_number(value) or not value > 0:
         raise UserError(f"{name}={value!r} must be a positive number")
     return float(value)
 
@@ -43,14 +53,22 @@ def train_size(cfg: dict) -> int:
     return available if limit is None else limit
 
 
-def validate(cfg: dict) -> None:
-    """Raise UserError for the first bad setting in a resolved run config."""
+def validate(cfg: dict, here: bool = True) -> None:
+    """Raise UserError for the first bad setting in a resolved run config.
+
+    `here`: the cell runs on this machine, so also check that it has what the
+    config asks for (a CUDA GPU); a launcher that runs cells elsewhere passes False.
+    """
     _one_of("base", cfg["base"]["name"], BASES)
     _one_of("init", cfg["init"]["name"], INITS)
     _one_of("data", cfg["data"]["name"], DATASETS)
     _one_of("protocol", cfg["protocol"], PROTOCOLS)
     if cfg["depth"] not in cfg["networks"]:
         raise UserError(f"depth={cfg['depth']!r} is not one of: {', '.join(map(str, cfg['networks']))}")
+    hidden = cfg["networks"][cfg["depth"]]
+    if not isinstance(hidden, list) or not all(type(w) is int and w > 0 for w in hidden):
+        raise UserError(f"networks.{cfg['depth']}={hidden!r} must be a list of positive integer widths")
+    widths = [*hidden, N_CLASSES]  # of every layer after the input; their number is the depth
     for key in ("seeds", "epochs", "batch_size"):
         _positive_int(key, cfg[key])
     if isinstance(cfg["seed_offset"], bool) or not isinstance(cfg["seed_offset"], int) or cfg["seed_offset"] < 0:
@@ -58,6 +76,8 @@ def validate(cfg: dict) -> None:
     _positive_number("lr", cfg["lr"])
     if cfg["base"]["name"] == "normal":
         _positive_number("base.std", cfg["base"]["std"])
+    if not _is_number(cfg["base"]["bias"]):
+        raise UserError(f"base.bias={cfg['base']['bias']!r} must be a finite number")
     available = TRAIN_SIZE - (HELDOUT_SIZE if cfg["protocol"] == "heldout" else 0)
     limit = cfg["data"]["train_limit"]
     if limit is not None:
@@ -70,7 +90,7 @@ def validate(cfg: dict) -> None:
     if threads is not None:
         _positive_int("threads", threads)
     _one_of("device", str(cfg["device"]).split(":")[0], ("cpu", "cuda"))
-    if str(cfg["device"]).startswith("cuda") and not torch.cuda.is_available():
+    if here and str(cfg["device"]).startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={cfg['device']} but no CUDA GPU is available here; use device=cpu")
     init = cfg["init"]
     if init["name"] == "lsuv":
@@ -83,3 +103,38 @@ def validate(cfg: dict) -> None:
         if init["num_samples"] is not None:
             _positive_int("init.num_samples", init["num_samples"])
         _one_of("init.orthogonal_scope", init["orthogonal_scope"], ("global", "per_class"))
+        _check_campaign_layers(init, widths)
+
+
+def _check_campaign_layers(init: dict, widths: list[int]) -> None:
+    """The campaign's per-layer settings, checked here so that a bad one fails before anything is written."""
+    weights = init["tie_weights"]
+    if weights is not None:
+        if not isinstance(weights, list) or not all(map(_is_number, weights)):
+            raise UserError(f"init.tie_weights={weights!r} must be a list of {len(widths)} numbers in [0, 1], "
+                            f"one per layer")
+        campaign.tie_weights(init["name"], len(widths), weights)  # length and range, in the campaign's words
+    for width in widths:
+        pool = campaign.pool_size(width, init["pool_factor"], init["max_pool"])
+        if pool < width:
+            raise UserError(f"init.pool_factor={init['pool_factor']} and init.max_pool={init['max_pool']} give a "
+                            f"pool of {pool} candidates for a layer of {width} neurons; need pool_factor >= 1 "
+                            f"and max_pool >= {max(widths)}")
+
+
+def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
+    """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.
+
+    Hydra would report it in many lines (and only when that job is composed);
+    `overrides` are single-valued (a sweep expanded into one override per value).
+    """
+    for override in overrides:
+        if override.startswith("~"):  # a deletion names no option
+            continue
+        key, _, option = override.lstrip("+").partition("=")
+        group = Path(config_dir) / key
+        if not key or key.startswith("hydra") or not group.is_dir():
+            continue
+        allowed = sorted(p.stem for p in group.glob("*.yaml"))
+        if option not in allowed:
+            raise UserError(f"{key}={option} is not one of: {', '.join(allowed)}")

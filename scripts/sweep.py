@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment, report_user_errors  # noqa: E402
-from ibci.runner import run_cells  # noqa: E402
+
+INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
 
 
 @report_user_errors
@@ -25,8 +26,13 @@ def main(argv: list[str]) -> None:
     if not argv or "=" in argv[0]:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(2)
+    # torch loads here, inside the Ctrl-C handler below
+    from ibci.runner import run_cells
+    from ibci.validate import check_group_options
+
     spec = load_experiment(argv[0])
     overrides = argv[1:]
+    check_group_options(overrides)
     cells = grid_cells(experiment_grid(spec))
     cfgs = compose_many([[*overrides, *cell_overrides(c)] for c in cells])
     print(f"{spec['name']}: {len(cfgs)} cells, {cfgs[0]['seeds']} seeds x {cfgs[0]['epochs']} epochs each")
@@ -37,5 +43,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except KeyboardInterrupt:
-        print("\ninterrupted: finished cells are kept; run the same command again to resume", file=sys.stderr)
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
         sys.exit(130)

@@ -1,0 +1,147 @@
+"""Plot one layer's neuron campaign on the information plane: IIM vs TIE of every candidate.
+
+    .venv/bin/python scripts/plot_campaign.py                             # He, first layer, 10,000 images
+    .venv/bin/python scripts/plot_campaign.py --base xavier --depth 3 --layer 1
+    .venv/bin/python scripts/plot_campaign.py --samples 2000 --results /tmp/r --data /scratch/data
+
+It runs the campaign a cell's model `--seed` runs under the paper profile with
+`init.num_samples=<samples>` (e.g. `python run.py base=he init=ibci depth=2
+init.num_samples=10000`): the same generator draws the sample of training
+images and then every layer's candidate pool, layer by layer, so layer L is
+scored on the output of the neurons elected for layers 0..L-1. Writes
+<results>/figures/campaign_info_plane.png and prints its path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Runnable from a plain checkout, without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ibci import campaign, plots  # noqa: E402
+from ibci.cli import report_user_errors  # noqa: E402
+from ibci.data import load_mnist  # noqa: E402
+from ibci.errors import UserError  # noqa: E402
+from ibci.inits import BASES, base_std  # noqa: E402
+from ibci.models import HIDDEN_SIZES, layer_sizes  # noqa: E402
+from ibci.tables import display  # noqa: E402
+from ibci.seeding import generator  # noqa: E402
+
+FIGURE_NAME = "campaign_info_plane.png"
+N_TRAIN = 60000  # MNIST training images
+# ibci.campaign divides TIE's two terms by their L2 norms over the pool before
+# subtracting, so TIE is dimensionless (IIM is a plain variance); the label says so.
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="results dir; the figure goes to <results>/figures/")
+    p.add_argument("--base", default="he", help=f"base distribution of the candidates: {', '.join(BASES)}")
+    p.add_argument("--std", type=float, default=None, help="std of the `normal` base (unused by xavier and he)")
+    p.add_argument("--init", default="ibci", help=f"campaign variant: {', '.join(campaign.VARIANTS)}")
+    p.add_argument("--depth", type=int, default=2, help=f"network depth: {', '.join(map(str, HIDDEN_SIZES))}")
+    p.add_argument("--layer", type=int, default=0, help="which layer's campaign to plot (0 = first)")
+    p.add_argument("--samples", type=int, default=10000, help="training images the campaign scores on")
+    p.add_argument("--seed", type=int, default=0, help="run seed (the init sub-seed is derived from it)")
+    p.add_argument("--data", default="data", help="MNIST data root (built offline if missing)")
+    return p.parse_args(argv)
+
+
+def run_layer(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
+    """(pool tensors of the chosen layer, its JSON-ready info, the network's widths)."""
+    sizes = layer_sizes(args.depth)
+    n_layers = len(sizes) - 1
+    if not 0 <= args.layer < n_layers:
+        raise UserError(f"--layer={args.layer} is out of range; depth {args.depth} has layers 0..{n_layers - 1}")
+    if args.samples < 1:
+        raise UserError(f"--samples={args.samples} must be a positive number of training images")
+    tie_weights = campaign.tie_weights(args.init, n_layers)
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):  # a bad --base or --std fails before the data loads
+        base_std(args.base, fan_in, fan_out, args.std)
+    mnist = load_mnist(args.data, download=False)
+    x, y = mnist.x_train, mnist.y_train
+    g = generator(args.seed, "init")
+    # As ibci.initialize draws a model's sample: from the model's own generator, before its pools.
+    if args.samples < x.shape[0]:
+        idx = torch.randperm(x.shape[0], generator=g)[: args.samples]
+        x, y = x[idx], y[idx]
+    # The whole network is elected (layers after the chosen one cost little):
+    # ibci_init treats its last layer as the output layer, so it cannot stop early.
+    _, _, info = campaign.ibci_init(sizes, x, y, args.base, tie_weights, g, std=args.std)
+    return info["pools"][args.layer], info["layers"][args.layer], sizes
+
+
+def _own_plot(iim: np.ndarray, tie: np.ndarray, picked: np.ndarray, title: str):
+    """A plain scatter, used only when ibci.plots has no information-plane function."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.scatter(iim[~picked], tie[~picked], s=12, color="0.65", lw=0, label=f"not elected ({(~picked).sum()})")
+    ax.scatter(iim[picked], tie[picked], s=30, color="tab:red", edgecolor="black", lw=0.5,
+               label=f"elected ({picked.sum()})")
+    ax.set_xlabel("IIM score: response variance (activation²)")
+    ax.legend(loc="best")
+    ax.set_title(title)
+    return fig
+
+
+def plot(pool: dict, title: str):
+    iim, tie = pool["iim"].numpy(), pool["tie"].numpy()
+    picked = np.zeros(iim.size, dtype=bool)
+    picked[pool["picked"].numpy()] = True
+    library = getattr(plots, "information_plane", None) or getattr(plots, "info_plane", None)
+    fig = library(iim, tie, picked, title) if library is not None else _own_plot(iim, tie, picked, title)
+    return fig
+
+
+def save_atomic(fig, path: Path) -> None:
+    """savefig to a temporary file beside `path`, then rename: readers never see half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@report_user_errors
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    pool, info, sizes = run_layer(args)
+    L = args.layer
+    role = "output layer" if L == len(sizes) - 2 else "hidden layer"
+    title = (f"{display(args.init)} campaign, {display(args.base)} base, depth {args.depth}, layer {L} "
+             f"({sizes[L]}→{sizes[L + 1]}, {role})\n"
+             f"pool {info['pool_size']}, {len(pool['picked'])} elected, TIE weight {info['tie_weight']:g}, "
+             f"{min(args.samples, N_TRAIN):,} images, seed {args.seed}")
+    fig = plot(pool, title)
+    path = Path(args.results) / "figures" / FIGURE_NAME
+    try:
+        save_atomic(fig, path)
+    except OSError as e:
+        raise UserError(f"--results={args.results!r} is not writable ({e.strerror or e})") from None
+    print(f"quotas per class {info['quotas']}, mean elected score {info['mean_chosen_score']:.3f}, "
+          f"{time.perf_counter() - start:.1f}s")
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
