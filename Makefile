@@ -8,6 +8,7 @@ RESULTS ?= results
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | md5sum | cut -c1-12)
 SWEEP := $(PY) scripts/sweep.py
 TABLES := $(PY) scripts/make_tables.py
+FIGURE := $(PY) scripts/plot_campaign.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
 
@@ -40,6 +41,7 @@ smoke: smoke-table1 smoke-table2  ## Tables 1 and 2 on a tiny budget (2 seeds, 1
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
 	$(SWEEP) table1 $(SMOKE)
 	$(TABLES) table1 $(SMOKE)
+	$(FIGURE) --results $(RESULTS) --samples 2000
 
 smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
 	$(SWEEP) table2 $(SMOKE)
@@ -48,6 +50,7 @@ smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
 table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into $(RESULTS)/tables
 	$(SWEEP) table1 $(PAPER)
 	$(TABLES) table1 $(PAPER)
+	$(FIGURE) --results $(RESULTS)
 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
 	$(SWEEP) table2 $(PAPER)
