@@ -101,3 +101,19 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == "error: seeds=0 must be a positive integer"
     assert not (tmp_path / "runs").exists()
+
+
+def test_heldout_protocol_selects_the_epoch_on_validation_images(small_cfg):
+    cfg = small_cfg("protocol=heldout", "epochs=3")
+    rec = run.run_cell(cfg)
+    assert rec["cell"]["protocol"] == "heldout" and "-heldout-" in rec["cell_id"]
+    run_dir = Path(cfg["results_dir"]) / "runs" / rec["cell_id"]
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,seed,train_loss,test_error,val_error"
+    rows = [dict(zip(lines[0].split(","), map(float, l.split(",")))) for l in lines[1:]]
+    for s in rec["seeds"]:
+        mine = [r for r in rows if r["seed"] == s["seed"] and r["epoch"] >= 1]
+        best = min(mine, key=lambda r: r["val_error"])
+        assert s["selected_epoch"] == int(best["epoch"])
+        assert s["selected_error"] == pytest.approx(best["test_error"], abs=1e-4)
+        assert s["min_val_error"] == pytest.approx(best["val_error"], abs=1e-4)
