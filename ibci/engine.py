@@ -72,7 +72,7 @@ class Packed:
         sizes = {data_seeds.count(s) for s in seeds}
         if len(sizes) != 1:  # unequal groups: fall back to one model per group
             seeds, order = list(data_seeds), list(range(len(data_seeds)))
-        self.order = torch.tensor(order)
+        self.order = torch.tensor(order, device=model.weights[0].device)
         self.seeds = seeds
         self.G = len(seeds)
         self.M = len(data_seeds) // self.G
@@ -89,7 +89,7 @@ class Packed:
         W1 = self.W1.view(G, -1, M, h1).permute(0, 2, 1, 3).reshape(G * M, -1, h1)
         b1 = self.b1.view(G * M, h1)
         inverse = torch.empty_like(self.order)
-        inverse[self.order] = torch.arange(len(self.order))
+        inverse[self.order] = torch.arange(len(self.order), device=self.order.device)
         return StackedMLP([W1[inverse], *(w[inverse] for w in self.Ws)],
                           [b1[inverse], *(b.squeeze(1)[inverse] for b in self.bs)])
 
