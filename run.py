@@ -22,10 +22,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ibci.cli import compose_many, report_user_errors
+from ibci.cli import INTERRUPTED, compose_many, report_user_errors
 from ibci.errors import UserError
-
-INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
 
 
 def run_cell(cfg: dict) -> dict:

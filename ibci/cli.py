@@ -19,6 +19,7 @@ from .errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 EXPERIMENT_DIR = ROOT / "experiments"
+INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
 
 
 def compose_many(override_lists: list[list[str]]) -> list[dict]:

@@ -46,11 +46,15 @@ def _one_of(name: str, value, allowed) -> None:
         raise UserError(f"{name}={value!r} is not one of: {', '.join(map(str, allowed))}")
 
 
+def available_images(cfg: dict) -> int:
+    """Training images the protocol leaves for training (heldout keeps 10k back for validation)."""
+    return TRAIN_SIZE - (HELDOUT_SIZE if cfg["protocol"] == "heldout" else 0)
+
+
 def train_size(cfg: dict) -> int:
     """How many images the cell trains on."""
-    available = TRAIN_SIZE - (HELDOUT_SIZE if cfg["protocol"] == "heldout" else 0)
     limit = cfg["data"]["train_limit"]
-    return available if limit is None else limit
+    return available_images(cfg) if limit is None else limit
 
 
 def validate(cfg: dict, here: bool = True) -> None:
@@ -78,7 +82,7 @@ def validate(cfg: dict, here: bool = True) -> None:
         _positive_number("base.std", cfg["base"]["std"])
     if not _is_number(cfg["base"]["bias"]):
         raise UserError(f"base.bias={cfg['base']['bias']!r} must be a finite number")
-    available = TRAIN_SIZE - (HELDOUT_SIZE if cfg["protocol"] == "heldout" else 0)
+    available = available_images(cfg)
     limit = cfg["data"]["train_limit"]
     if limit is not None:
         _positive_int("data.train_limit", limit)

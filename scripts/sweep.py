@@ -16,9 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment, report_user_errors  # noqa: E402
-
-INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
+from ibci.cli import INTERRUPTED, cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment, report_user_errors  # noqa: E402
 
 
 @report_user_errors
