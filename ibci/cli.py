@@ -78,10 +78,6 @@ def experiment_grid(spec: dict) -> dict:
     return grid
 
 
-def sweep_overrides(grid: dict) -> list[str]:
-    """The multirun overrides that sweep a grid: ['base=xavier,he', 'depth=2,3,5', ...]."""
-    return [f"{k}={','.join(str(v) for v in values)}" for k, values in grid.items()]
-
 
 def report_user_errors(fn):
     """Turn a UserError into one line on stderr and exit status 2 (no traceback)."""

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from . import __version__, engine, records, seeding
 from .cli import ROOT
-from .data import load_mnist
+from .data import load_mnist, split_heldout
 from .errors import UserError
 from .initialize import initialize
 from .models import StackedMLP
@@ -54,8 +54,8 @@ def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     x, y = d.x_train, d.y_train
     splits = {"test": (d.x_test, d.y_test)}
     if cfg["protocol"] == "heldout":
-        splits["val"] = (x[-HELDOUT_SIZE:], y[-HELDOUT_SIZE:])
-        x, y = x[:-HELDOUT_SIZE], y[:-HELDOUT_SIZE]
+        x, y, x_val, y_val = split_heldout(d, HELDOUT_SIZE)
+        splits["val"] = (x_val, y_val)
     limit = cfg["data"]["train_limit"]
     if limit is not None:
         x, y = x[:limit], y[:limit]

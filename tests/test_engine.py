@@ -50,6 +50,14 @@ def test_error_rate_matches_per_model_forward(toy_data):
         assert err[s].item() == pytest.approx(wrong.item(), abs=1e-4)
 
 
+def test_model_forward_matches_the_shared_first_layer_gemm(toy_data):
+    x, _ = toy_data
+    model = inits.init_base([784, 32, 16, 10], [seeding.generator(s, "init") for s in range(3)], "he", bias=0.1)
+    torch.testing.assert_close(model.forward(x), engine.logits_shared(model, x), atol=1e-5, rtol=1e-5)
+    hidden = model.forward(x, upto=1)
+    assert hidden.shape == (3, 600, 32) and (hidden >= 0).all()
+
+
 def test_training_learns_and_history_has_epoch_zero(toy_data):
     x, y = toy_data
     model = inits.init_base([784, 100, 10], [seeding.generator(s, "init") for s in range(2)], "he")
