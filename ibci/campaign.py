@@ -83,9 +83,9 @@ def _class_moments(R: Tensor, y: Tensor, num_classes: int) -> dict:
     variance = E[d^2] - E[d]^2 does not cancel catastrophically when a
     response's mean dwarfs its spread (e.g. a large bias). Chunks of rows are
     reduced by float32 matmuls against a one-hot label matrix and accumulated
-    in float64. Returns present [C] (bool), means [C, K] (of R - shift; NaN rows
-    for absent classes), variances [C, K] (ddof=0), total_var [K] (ddof=0)
-    and shift [K].
+    in float64. Returns present [C] (bool), counts [C], means [C, K] (of
+    R - shift; NaN rows for absent classes), variances [C, K] (ddof=0),
+    total_var [K] (ddof=0) and shift [K].
     """
     N, K = R.shape
     y = y.long()
@@ -107,7 +107,7 @@ def _class_moments(R: Tensor, y: Tensor, num_classes: int) -> dict:
     means[~present] = float("nan")
     variances[~present] = float("nan")
     return dict(
-        present=present, means=means, variances=variances, total_var=total_var, shift=shift.double()
+        present=present, counts=counts, means=means, variances=variances, total_var=total_var, shift=shift.double()
     )
 
 
@@ -172,16 +172,17 @@ def pool_scores(R: Tensor, y: Tensor, num_classes: int, tie_weight: float) -> di
     return dict(iim=iim, tie=tie, score=score, owner=owner, class_means=class_means)
 
 
-def class_quotas(counts: Tensor, n_out: int) -> Tensor:
+def class_quotas(counts: Tensor, n_out: int, ties: str = "low") -> Tensor:
     """Split a layer's n_out slots over classes as evenly as their candidates allow.
 
     counts [C]: candidates owned by each class. Water-filling: a class owning no
     more candidates than its even share of the open slots gives all it has, and
     the open slots are shared again over the other classes until every class
     left can fill its share. The slots an even split leaves over go to the
-    classes with more candidates (ties to the lower class index), which can
-    always afford one more. Returns quotas [C] (long) summing to n_out, each at
-    most its count.
+    classes with more candidates, which can always afford one more; among
+    equal counts to the lower class index (`ties="low"`) or the higher
+    (`"high"`, as the authors' code does). Returns quotas [C] (long) summing
+    to n_out, each at most its count.
     """
     counts = torch.as_tensor(counts, dtype=torch.long)
     if int(counts.sum()) < n_out:
@@ -204,7 +205,9 @@ def class_quotas(counts: Tensor, n_out: int) -> Tensor:
         quotas[active] = share
         if extra:
             idx = active.nonzero().squeeze(1)
-            # Stable sort on -count: more candidates first, lower index among equals.
+            if ties == "high":
+                idx = idx.flip(0)
+            # Stable sort on -count: more candidates first, then idx's order among equals.
             order = torch.argsort(-counts[idx], stable=True)
             quotas[idx[order[:extra]]] += 1
         remaining = 0

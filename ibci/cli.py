@@ -78,6 +78,19 @@ def experiment_grid(spec: dict) -> dict:
     return grid
 
 
+def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
+    """The full override list of every cell an experiment runs, user overrides first.
+
+    A grid experiment (`grid:`) runs every combination; a verdict (`columns:`)
+    runs each column per row in blocks of seeds (`ibci.verdict.cells`).
+    """
+    if "grid" in spec:
+        return [[*overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))]
+    from . import verdict
+
+    budget = compose(overrides)
+    return [[*overrides, *c["overrides"]] for c in verdict.cells(spec, budget["seeds"], budget["epochs"])]
+
 
 def report_user_errors(fn):
     """Turn a UserError into one line on stderr and exit status 2 (no traceback)."""

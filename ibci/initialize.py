@@ -7,7 +7,7 @@ import time
 import torch
 from torch import Tensor
 
-from . import campaign
+from . import authors, campaign
 from .inits import init_base, lsuv
 from .models import N_CLASSES, StackedMLP
 
@@ -36,22 +36,29 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
     start = time.perf_counter()
     info: dict = {}
     if init["name"] in ("vanilla", "lsuv"):
-        model = init_base(sizes, generators, base["name"], base["bias"], base["std"])
+        orthonormal = init["name"] == "lsuv" and init["orthonormal"]
+        model = init_base(sizes, generators, base["name"], base["bias"], base["std"], orthonormal)
         if init["name"] == "lsuv":
             # Each model sees its own random batch, as LSUV on a separately trained net would.
             batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
-            info["iterations"] = lsuv(model, batch, init["tol"], init["max_iter"])
+            info["iterations"] = lsuv(model, batch, init["tol"], init["max_iter"], init["output_layer"])
     else:
         tie_weights = campaign.tie_weights(init["name"], len(sizes) - 1, init["tie_weights"])
         info["tie_weights"] = tie_weights
         weights, biases, seeds_info = [], [], []
         for g in generators:
             xs, ys = _subsample(x, y, init["num_samples"], g)
-            w, b, seed_info = campaign.ibci_init(
-                sizes, xs, ys, base["name"], tie_weights, g,
-                bias=base["bias"], std=base["std"], pool_factor=init["pool_factor"],
-                max_pool=init["max_pool"], scope=init["orthogonal_scope"],
-            )
+            if init["reading"] == "authors":
+                w, b, seed_info = authors.ibci_init(
+                    sizes, xs, ys, tie_weights, g, bias=base["bias"],
+                    pool_factor=init["pool_factor"], max_pool=init["max_pool"],
+                )
+            else:
+                w, b, seed_info = campaign.ibci_init(
+                    sizes, xs, ys, base["name"], tie_weights, g,
+                    bias=base["bias"], std=base["std"], pool_factor=init["pool_factor"],
+                    max_pool=init["max_pool"], scope=init["orthogonal_scope"],
+                )
             weights.append(w)
             biases.append(b)
             seeds_info.append(_json_ready(seed_info))

@@ -1,4 +1,4 @@
-"""Base initializations (Xavier, He, plain normal) and the LSUV wrapper.
+"""Base initializations (Xavier, He, plain normal, the authors' scale) and the LSUV wrapper.
 
 Weights are stored one column per neuron ([fan_in, fan_out]); a base
 distribution draws every entry i.i.d. from N(0, std^2) with std from the layer's
@@ -16,7 +16,9 @@ from torch import Tensor
 from .errors import UserError
 from .models import StackedMLP
 
-BASES = ("xavier", "he", "normal")
+BASES = ("xavier", "he", "normal", "authors")
+# base.bias: a constant, or this word for nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+UNIFORM_BIAS = "uniform"
 
 
 def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
@@ -24,7 +26,9 @@ def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> 
 
     xavier: sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio, normal variant);
     he: sqrt(2 / fan_in) (He et al., fan-in mode, for ReLU);
-    normal: the given `std` (used to show vanishing / exploding signals).
+    normal: the given `std` (used to show vanishing / exploding signals);
+    authors: sqrt(2 / K), K = min(5 * fan_out, 1000), the std the authors'
+    code draws IBCI's candidates at (the scale-only control, `ibci.authors`).
     """
     if base == "xavier":
         return math.sqrt(2.0 / (fan_in + fan_out))
@@ -34,6 +38,10 @@ def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> 
         if std is None or not std > 0:
             raise UserError(f"base=normal needs a positive base.std, got {std!r}")
         return float(std)
+    if base == "authors":
+        from .authors import scale_only_std  # deferred: ibci.authors builds on the campaign, which imports this module
+
+        return scale_only_std(fan_out)
     raise UserError(f"base={base!r} is not one of {', '.join(BASES)}")
 
 
@@ -54,27 +62,62 @@ def sample_base(
     return torch.randn(fan_in, num_columns, generator=generator) * s
 
 
+def orthonormal(fan_in: int, fan_out: int, generator: torch.Generator) -> Tensor:
+    """A [fan_in, fan_out] matrix with orthonormal columns (or rows, when fan_in < fan_out).
+
+    The Q of a Gaussian matrix's QR, signs fixed by R's diagonal so that it is
+    uniform over the orthogonal group (Saxe et al.; LSUV's pre-init).
+    """
+    tall = fan_in >= fan_out
+    g = torch.randn(fan_in, fan_out, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(g if tall else g.T)
+    q = q * torch.sign(torch.diagonal(r)).masked_fill(torch.diagonal(r) == 0, 1.0)
+    return (q if tall else q.T).float()
+
+
+def _biases(sizes: list[int], generators: list[torch.Generator], bias) -> list[Tensor]:
+    """Each layer's biases [S, fan_out]: the constant `bias`, or UNIFORM_BIAS draws.
+
+    The uniform draws come after all of a model's weights, so a model's
+    weights are the same whichever bias it gets.
+    """
+    if bias != UNIFORM_BIAS:
+        return [torch.full((len(generators), o), float(bias)) for o in sizes[1:]]
+    per_model = [
+        [(torch.rand(o, generator=g) * 2 - 1) / math.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
+        for g in generators
+    ]
+    return [torch.stack([b[l] for b in per_model]) for l in range(len(sizes) - 1)]
+
+
 def init_base(
     sizes: list[int],
     generators: list[torch.Generator],
     base: str,
-    bias: float = 0.0,
+    bias: float | str = 0.0,
     std: float | None = None,
+    orthonormal_weights: bool = False,
 ) -> StackedMLP:
-    """A stack of len(generators) MLPs with the given widths, each drawn from its own generator."""
-    weights = [
-        torch.stack([sample_base(base, i, o, o, g, std) for g in generators])
-        for i, o in zip(sizes[:-1], sizes[1:])
-    ]
-    biases = [torch.full((len(generators), o), float(bias)) for o in sizes[1:]]
-    return StackedMLP(weights, biases)
+    """A stack of len(generators) MLPs with the given widths, each drawn from its own generator.
+
+    `orthonormal_weights`: every layer orthonormal (`orthonormal`) instead of
+    the base draw, as LSUV's pre-init; the base then plays no part.
+    """
+    if orthonormal_weights:
+        draw = lambda i, o, g: orthonormal(i, o, g)  # noqa: E731
+    else:
+        draw = lambda i, o, g: sample_base(base, i, o, o, g, std)  # noqa: E731
+    weights = [torch.stack([draw(i, o, g) for g in generators]) for i, o in zip(sizes[:-1], sizes[1:])]
+    return StackedMLP(weights, _biases(sizes, generators, bias))
 
 
-def lsuv(model: StackedMLP, x: Tensor, tol: float = 0.02, max_iter: int = 10) -> list[list[int]]:
+def lsuv(
+    model: StackedMLP, x: Tensor, tol: float = 0.02, max_iter: int = 10, output_layer: bool = True
+) -> list[list[int]]:
     """Layer-sequential unit-variance scaling (Mishkin & Matas, 2016), in place.
 
-    Layer by layer in forward order, every layer including the output layer,
-    rescale each model's weights (not its biases) until the variance of the
+    Layer by layer in forward order, every layer including the output layer
+    (unless `output_layer` is False: it then keeps its draw), rescale each model's weights (not its biases) until the variance of the
     layer's pre-activation output over the batch `x` is within `tol` of 1, or
     `max_iter` rescalings were made. With nonzero biases one rescaling is not
     exact, which is why it iterates. Returns the number of rescalings per layer
@@ -85,7 +128,7 @@ def lsuv(model: StackedMLP, x: Tensor, tol: float = 0.02, max_iter: int = 10) ->
     S = model.num_models
     iterations = []
     h = x.expand(S, *x.shape) if x.dim() == 2 else x
-    for l in range(model.num_layers):
+    for l in range(model.num_layers if output_layer else model.num_layers - 1):
         W, b = model.weights[l], model.biases[l]
         counts = torch.zeros(S, dtype=torch.long)
         for _ in range(max_iter):

@@ -14,11 +14,12 @@ import torch
 from . import campaign
 from .cli import CONFIG_DIR
 from .errors import UserError
-from .inits import BASES
+from .inits import BASES, UNIFORM_BIAS
 from .models import N_CLASSES
 
 INITS = ("vanilla", "lsuv", "ibci", "tie", "iim")
 CAMPAIGN_INITS = ("ibci", "tie", "iim")
+READINGS = ("paper", "authors")
 PROTOCOLS = ("min", "heldout")
 DATASETS = ("mnist",)
 TRAIN_SIZE = 60000
@@ -80,8 +81,11 @@ def validate(cfg: dict, here: bool = True) -> None:
     _positive_number("lr", cfg["lr"])
     if cfg["base"]["name"] == "normal":
         _positive_number("base.std", cfg["base"]["std"])
-    if not _is_number(cfg["base"]["bias"]):
-        raise UserError(f"base.bias={cfg['base']['bias']!r} must be a finite number")
+    bias = cfg["base"]["bias"]
+    if not _is_number(bias) and bias != UNIFORM_BIAS:
+        raise UserError(f"base.bias={bias!r} must be a finite number or {UNIFORM_BIAS}")
+    if bias == UNIFORM_BIAS and cfg["init"]["name"] in CAMPAIGN_INITS:
+        raise UserError(f"base.bias={UNIFORM_BIAS} is for init=vanilla and init=lsuv; a campaign's biases are constant")
     available = available_images(cfg)
     limit = cfg["data"]["train_limit"]
     if limit is not None:
@@ -101,12 +105,16 @@ def validate(cfg: dict, here: bool = True) -> None:
         _positive_int("init.num_samples", init["num_samples"])
         _positive_number("init.tol", init["tol"])
         _positive_int("init.max_iter", init["max_iter"])
+        for key in ("output_layer", "orthonormal"):
+            if not isinstance(init[key], bool):
+                raise UserError(f"init.{key}={init[key]!r} must be true or false")
     if init["name"] in CAMPAIGN_INITS:
         _positive_number("init.pool_factor", init["pool_factor"])
         _positive_int("init.max_pool", init["max_pool"])
         if init["num_samples"] is not None:
             _positive_int("init.num_samples", init["num_samples"])
         _one_of("init.orthogonal_scope", init["orthogonal_scope"], ("global", "per_class"))
+        _one_of("init.reading", init["reading"], READINGS)
         _check_campaign_layers(init, widths)
 
 

@@ -3,6 +3,7 @@
     python scripts/sweep.py table1                          # the paper budget, into results/
     python scripts/sweep.py table2 profile=smoke results_dir=/tmp/s
     python scripts/sweep.py table1 stack_cells=1            # one cell at a time, like `run.py -m`
+    python scripts/sweep.py verdict                         # every reading of IBCI, n = 10 (experiments/verdict.yaml)
 
 Same cells, same run directories and same records as `python run.py -m <grid>`;
 stacking only makes it faster (see ibci/engine.py). Done cells are skipped, so
@@ -16,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ibci.cli import INTERRUPTED, cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment, report_user_errors  # noqa: E402
+from ibci.cli import INTERRUPTED, compose_many, experiment_jobs, load_experiment, report_user_errors  # noqa: E402
 
 
 @report_user_errors
@@ -31,10 +32,10 @@ def main(argv: list[str]) -> None:
     spec = load_experiment(argv[0])
     overrides = argv[1:]
     check_group_options(overrides)
-    cells = grid_cells(experiment_grid(spec))
-    cfgs = compose_many([[*overrides, *cell_overrides(c)] for c in cells])
+    cfgs = compose_many(experiment_jobs(spec, overrides))
     print(f"{spec['name']}: {len(cfgs)} cells, {cfgs[0]['seeds']} seeds x {cfgs[0]['epochs']} epochs each")
-    run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"])
+    user_stack = any(o.startswith("stack_cells=") for o in overrides)
+    run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells", cfgs[0]["stack_cells"]))
 
 
 if __name__ == "__main__":

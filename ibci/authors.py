@@ -1,0 +1,169 @@
+"""IBCI as the authors' released code does it (`init.reading=authors`).
+
+The paper's Algorithm 1 is implemented in `ibci.campaign` (`init.reading=paper`).
+The authors' public code (HaitaoMao/Neuron-Campaign-for-Initialization-Guided-
+by-Information-Bottleneck-Theory, `src/Initiailization.py` and `src/main.py`)
+differs from it in ways that can matter; this module follows the code, each
+difference being one function or constant here:
+
+1. Scale: candidates are drawn by `kaiming_normal_` on a [fan_in, K] tensor,
+   which PyTorch reads as fan_in = K, so every entry is N(0, 2 / K) whatever
+   the base (`candidate_std`). The elected columns keep that scale, so the
+   Xavier and He rows of this reading are the same draw.
+2. Criteria on standard deviations (`scores`): IIM = std (ddof=1) of a
+   candidate's response; TIE = std (ddof=1) of the class means minus the mean
+   within-class std (ddof=1, over count - 1 + 1e-6 as torch_scatter's
+   `scatter_std` divides); each of these two is divided by its L2 norm over the
+   pool, TIE once more after the subtraction, IIM too; the score is
+   alpha * TIE + (1 - alpha) * IIM, used raw (it can be negative).
+3. Biases: candidates are scored with a bias of 0.01 (`SCORING_BIAS`, the
+   code's inverted `use_bias` flag), while the model's biases stay at the base
+   config's constant (0).
+4. The campaign (`elect`) runs class by class with a fresh basis per class,
+   classical Gram-Schmidt against the class's original candidates, keys
+   score * ||residual|| / ||candidate|| with the first index winning a tie, and
+   nothing that stops a candidate from winning twice: with negative scores an
+   elected candidate (key ~0) beats every unelected one, so a layer can hold
+   duplicate neurons (`distinct` in the info counts them). The slots an even
+   split leaves over go to the classes with more candidates, the higher class
+   index among equals (`class_quotas(..., ties="high")`).
+
+Also in the code but not an init matter: 101 training epochs (`epochs=101`)
+and per-layer TIE weights given only for depth 2 ([0, 1], the same as our
+linear schedule there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .campaign import _class_moments, _validate, class_quotas, pool_size
+
+# The code scores candidates with this bias whatever the model's bias is.
+SCORING_BIAS = 0.01
+# torch_scatter's scatter_std divides the squared deviations by (count - 1) + 1e-6.
+_SCATTER_STD_EPS = 1e-6
+# The code's defaults: --candidate_weights 5, --max_num_candidate 1000.
+POOL_FACTOR = 5
+MAX_POOL = 1000
+
+
+def candidate_std(num_candidates: int) -> float:
+    """std of the code's draw: kaiming_normal_ on [fan_in, K] takes fan_in = K."""
+    return math.sqrt(2.0 / num_candidates)
+
+
+def scale_only_std(fan_out: int) -> float:
+    """The std the code's campaign draws a layer of `fan_out` neurons at (its default pool)."""
+    return candidate_std(pool_size(fan_out, POOL_FACTOR, MAX_POOL))
+
+
+def _l2_normalized(v: Tensor) -> Tensor:
+    norm = v.norm()
+    return v / norm if norm > 0 else v
+
+
+def scores(R: Tensor, y: Tensor, num_classes: int, alpha: float) -> dict:
+    """The code's criteria for responses R [N, K] (activation and scoring bias applied).
+
+    Classes absent from y count as a class mean of 0 with a within-class std
+    of 0, as scatter_mean / scatter_std leave them. Returns float64 iim [K],
+    tie [K], score [K], class_means [C, K] and owner [K] (argmax of the class
+    means, the first class on ties).
+    """
+    stats = _class_moments(R, y, num_classes)
+    n = stats["counts"].unsqueeze(1)
+    N = R.shape[0]
+    means = (stats["means"] + stats["shift"]).nan_to_num(nan=0.0)
+    within_var = (stats["variances"] * n / ((n - 1).clamp_min(1) + _SCATTER_STD_EPS)).nan_to_num(nan=0.0)
+    inner = within_var.sqrt().mean(dim=0)
+    outer = means.std(dim=0, correction=1)
+    tie = _l2_normalized(_l2_normalized(outer) - _l2_normalized(inner))
+    iim = _l2_normalized((stats["total_var"] * N / max(N - 1, 1)).sqrt())
+    score = alpha * tie + (1.0 - alpha) * iim
+    return dict(iim=iim, tie=tie, score=score, class_means=means, owner=means.argmax(dim=0))
+
+
+def elect(candidates: Tensor, score: Tensor, owner: Tensor, quotas: Tensor) -> Tensor:
+    """The code's campaign; indices of the winners, class 0's first, in election order.
+
+    Within class k (its candidates Wk, residuals D = Wk at the start), each
+    slot goes to argmax score * ||D_j|| / ||Wk_j||; with a = D_best / ||D_best||
+    the residuals become D - a (a^T Wk). Because every a is orthogonal to the
+    ones before it, that is the projection of Wk off the span elected so far
+    (classical Gram-Schmidt). A candidate may win more than once.
+    """
+    picked = []
+    for k, quota in enumerate(torch.as_tensor(quotas).tolist()):
+        if quota == 0:
+            continue
+        idx = (owner == k).nonzero().squeeze(1)
+        Wk = candidates[:, idx].double()
+        sk = score[idx].double()
+        wk_norm = Wk.norm(dim=0)
+        D = Wk.clone()
+        for _ in range(quota):
+            d_norm = D.norm(dim=0)
+            best = int(torch.argmax(sk * d_norm / wk_norm))
+            a = D[:, best] / d_norm[best]
+            D -= torch.outer(a, a @ Wk)
+            picked.append(int(idx[best]))
+    return torch.tensor(picked, dtype=torch.long)
+
+
+def ibci_init(
+    sizes: list[int],
+    x: Tensor,
+    y: Tensor,
+    tie_weights: list[float],
+    generator: torch.Generator,
+    bias: float = 0.0,
+    pool_factor: float = POOL_FACTOR,
+    max_pool: int = MAX_POOL,
+    num_classes: int = 10,
+) -> tuple[list[Tensor], list[Tensor], dict]:
+    """IBCI weights [fan_in, fan_out] and biases of one MLP, the authors' code's way.
+
+    Same contract as `ibci.campaign.ibci_init` (which validates the shared
+    arguments): layer l draws min(pool_factor * n_out, max_pool) candidates at
+    std sqrt(2 / K), scores them on the previous layers' output with bias
+    SCORING_BIAS, elects n_out with `elect`, and the layer gets the constant
+    `bias`. info["layers"] adds draw_std and distinct (different neurons
+    elected) to the paper reading's fields.
+    """
+    # The base plays no part here; "he" only satisfies the shared checks.
+    _validate(sizes, x, y, "he", tie_weights, None, pool_factor, max_pool, "per_class", num_classes)
+    y = y.long()
+    H = x.float()
+    n_layers = len(sizes) - 1
+    weights, biases, layers, pools = [], [], [], []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        hidden = l < n_layers - 1
+        K = pool_size(fan_out, pool_factor, max_pool)
+        std = candidate_std(K)
+        candidates = torch.randn(fan_in, K, generator=generator) * std
+        R = H @ candidates
+        R += SCORING_BIAS
+        if hidden:
+            R.relu_()
+        s = scores(R, y, num_classes, tie_weights[l])
+        del R
+        counts = torch.bincount(s["owner"], minlength=num_classes)
+        quotas = class_quotas(counts, fan_out, ties="high")
+        picked = elect(candidates, s["score"], s["owner"], quotas)
+        W = candidates[:, picked].contiguous()
+        b = torch.full((fan_out,), float(bias))
+        if hidden:
+            H = torch.addmm(b, H, W).relu_()
+        layers.append(dict(
+            pool_size=K, draw_std=std, class_counts=counts.tolist(), quotas=quotas.tolist(),
+            mean_chosen_score=float(s["score"][picked].mean()), tie_weight=float(tie_weights[l]),
+            distinct=int(picked.unique().numel()),
+        ))
+        pools.append(dict(iim=s["iim"], tie=s["tie"], score=s["score"], owner=s["owner"], picked=picked))
+        weights.append(W)
+        biases.append(b)
+    return weights, biases, dict(layers=layers, pools=dict(enumerate(pools)))
