@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/n
 SWEEP := $(PY) scripts/sweep.py
 TABLES := $(PY) scripts/make_tables.py
 FIGURE := $(PY) scripts/plot_campaign.py
+VERDICT := $(PY) scripts/make_verdict.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 table1 table2 bench data clean
+.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict table1 table2 verdict bench data clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,7 +37,7 @@ test: $(STAMP)  ## Run the test suite (slow tests excluded)
 test-slow: $(STAMP)  ## Run only the slow tests
 	$(PY) -m pytest -q -m slow
 
-smoke: smoke-table1 smoke-table2  ## Tables 1 and 2 on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
+smoke: smoke-table1 smoke-table2 smoke-verdict  ## Tables 1 and 2 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
 	$(SWEEP) table1 $(SMOKE)
@@ -47,6 +48,10 @@ smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
 	$(SWEEP) table2 $(SMOKE)
 	$(TABLES) table2 $(SMOKE)
 
+smoke-verdict: $(STAMP)  ## The verdict on the tiny budget
+	$(SWEEP) verdict $(SMOKE)
+	$(VERDICT) verdict $(SMOKE)
+
 table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into $(RESULTS)/tables
 	$(SWEEP) table1 $(PAPER)
 	$(TABLES) table1 $(PAPER)
@@ -55,6 +60,10 @@ table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
 	$(SWEEP) table2 $(PAPER)
 	$(TABLES) table2 $(PAPER)
+
+verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 per cell -> $(RESULTS)/tables/verdict.{md,csv}
+	$(SWEEP) verdict $(PAPER)
+	$(VERDICT) verdict $(PAPER)
 
 bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU's sgemm peak
 	$(PY) scripts/bench.py

@@ -1,0 +1,85 @@
+"""Write the reproduction verdict from the records of `scripts/sweep.py verdict`.
+
+    .venv/bin/python scripts/make_verdict.py verdict                              # paper budget, results/
+    .venv/bin/python scripts/make_verdict.py verdict profile=smoke results_dir=/tmp/s
+
+Pass the overrides the sweep ran with. Reads <results_dir>/runs/*/record.json
+of every cell the verdict needs (missing cells are reported, not guessed) and
+writes <results_dir>/tables/verdict.csv (one row per claim x reading x row:
+the test and its verdict), verdict_columns.csv (every column's numbers) and
+verdict.md (the report).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Runnable from a plain checkout, without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from ibci import records, tables, verdict  # noqa: E402
+from ibci.cli import ROOT, compose, compose_many, load_experiment, report_user_errors  # noqa: E402
+from ibci.errors import UserError  # noqa: E402
+
+
+def read_paper(spec: dict) -> pd.DataFrame:
+    frames = []
+    for path in spec["paper"]:
+        try:
+            frames.append(pd.read_csv(ROOT / path))
+        except (OSError, ValueError) as e:
+            raise UserError(f"paper: cannot read {ROOT / path} ({e})") from None
+    return pd.concat(frames, ignore_index=True)
+
+
+def budget_words(cfg: dict, spec: dict) -> str:
+    limit = cfg["data"]["train_limit"]
+    images = "all 60,000 training images" if limit is None else f"the first {limit:,} training images"
+    return (f"{int(spec['seed_blocks'])} blocks of {cfg['seeds']} seeds (n = {int(spec['seed_blocks']) * cfg['seeds']} "
+            f"per cell), {cfg['epochs']} epochs on {images}, batch {cfg['batch_size']}, lr {cfg['lr']}, "
+            f"protocol {cfg['protocol']}")
+
+
+@report_user_errors
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    spec = load_experiment(argv[0])
+    if "columns" not in spec:
+        raise UserError(f"experiment {spec['name']!r} has no columns; tabulate a grid with scripts/make_tables.py")
+    overrides = argv[1:]
+    base_cfg = compose(overrides)
+    cells = verdict.cells(spec, base_cfg["seeds"], base_cfg["epochs"])
+    cfgs = compose_many([[*overrides, *c["overrides"]] for c in cells])
+    results_dir = Path(base_cfg["results_dir"])
+    found = [(c, records.read_record(results_dir / "runs" / records.cell_id(cfg))) for c, cfg in zip(cells, cfgs)]
+    pooled = verdict.pool_seeds(spec, found)
+    paper = read_paper(spec)
+    claims = verdict.claims_frame(spec, pooled, paper)
+    cols = verdict.columns_frame(spec, pooled, paper)
+    lsuv = verdict.lsuv_match(spec, cols)
+    dups = verdict.duplicates_frame(spec, pooled)
+    summary = verdict.summary_frame(claims)
+    md = verdict.to_markdown(spec, claims, summary, cols, lsuv, dups, budget_words(base_cfg, spec))
+    out = results_dir / "tables"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in (("verdict.csv", tables.to_csv(claims)), ("verdict_columns.csv", tables.to_csv(cols)),
+                           ("verdict.md", md)):
+            records.atomic_write_text(out / name, text)
+            print(f"wrote {out / name}")
+    except OSError as e:
+        raise UserError(f"results_dir={str(results_dir)!r} is not writable ({e.strerror})") from None
+    missing = sum(rec is None for _, rec in found)
+    print(f"{spec['name']}: {len(found) - missing}/{len(found)} cells found; "
+          + "; ".join(f"{r.claim} ({r.reading}): {r.reproduced} reproduced, {r.not_reproduced} not, "
+                      f"{r.inconclusive} inconclusive" for r in summary.itertuples()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
