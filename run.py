@@ -16,6 +16,7 @@ mistake is one line on stderr, exit status 2, and nothing is written.
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -26,11 +27,15 @@ from ibci.cli import INTERRUPTED, compose_many, report_user_errors
 from ibci.errors import UserError
 
 
-def run_cell(cfg: dict) -> dict:
-    """Train one cell as `cfg` (a resolved config dict) says, unless it is done; returns its record."""
+def run_cell(cfg: dict) -> dict | None:
+    """Train one cell as `cfg` (a resolved config dict) says, unless it is done; returns its record.
+
+    None when another job holds the cell (it is training it).
+    """
     from ibci.runner import run_cells  # torch loads inside the entry point's Ctrl-C handler
 
-    return run_cells([cfg])[0]
+    recs = run_cells([cfg])
+    return recs[0] if recs else None
 
 
 def check_command_line(args: list[str]) -> None:
@@ -67,15 +72,22 @@ def check_command_line(args: list[str]) -> None:
     for cfg in cfgs:
         validate(cfg, here=False)  # a job checks its own machine (a SLURM node may have the GPU this one lacks)
     if multirun:
-        # Hydra creates its sweep directory under results_dir before any job runs, and a data
-        # error is better met once here than in every job (the basic launcher reuses this load).
-        for results_dir in {cfg["results_dir"] for cfg in cfgs}:
-            try:
-                Path(results_dir).mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UserError(f"results_dir={results_dir!r} is not writable ({e.strerror or e})") from None
+        # A data error is better met once here than in every job (the basic launcher reuses this
+        # load), and before Hydra writes its sweep directory under results_dir.
         for cfg in {(c["data"]["root"], c["data"]["download"]): c for c in cfgs}.values():
             load_splits(cfg)
+        for results_dir in {cfg["results_dir"] for cfg in cfgs}:
+            check_writable(results_dir)
+
+
+def check_writable(results_dir: str) -> None:
+    """Raise UserError unless `results_dir` is, or can be made, a writable folder; creates nothing."""
+    path = Path(results_dir).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"results_dir={results_dir!r} is not writable (Not a directory: {existing})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"results_dir={results_dir!r} is not writable (Permission denied: {existing})")
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")

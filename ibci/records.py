@@ -16,11 +16,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from .errors import UserError
+
 SCHEMA = "ibci.record/1"
 DONE = "done"
 
-# Keys that say where or how a cell runs, not what it computes; they stay out of the cell id.
-RUNTIME_KEYS = ("results_dir", "device", "threads", "progress", "hydra", "stack_cells")
+# Keys that say where or how a cell runs, or how it is read, not what it computes; they stay out of the cell id.
+RUNTIME_KEYS = ("results_dir", "device", "threads", "progress", "hydra", "stack_cells", "failed_error")
+# A seed whose best test error stays at or above this (percent) never left chance (90% for 10 classes).
+FAILED_ERROR = 80.0
 RUNTIME_DATA_KEYS = ("root", "download")
 
 
@@ -88,16 +94,45 @@ def mark_done(run_dir: Path) -> None:
     atomic_write_text(Path(run_dir) / DONE, "")
 
 
+def try_lock(run_dir: Path) -> FileLock | None:
+    """Hold the cell's lock (`runs/.<cell-id>.lock`) without waiting, or None if another job holds it.
+
+    The lock lives beside the run directory, not in it, so that clearing an
+    incomplete directory never removes it. It is an flock: it goes with the
+    process that holds it, however that process ends.
+    """
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir.parent / f".{run_dir.name}.lock")
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return None
+    return lock
+
+
 def prepare_run_dir(run_dir: Path) -> None:
-    """A clean directory for a cell: an incomplete earlier attempt is removed."""
+    """A clean directory for a cell: an incomplete earlier attempt is removed (call it holding the cell's lock)."""
     run_dir = Path(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
 
 
+# What the tables, the verdict and the runner read from a record and from each of its seeds.
+RECORD_KEYS = ("cell_id", "cell", "budget", "seeds", "config", "init_info", "init_time_s", "epoch_time_s")
+SEED_KEYS = ("seed", "epoch0_error", "min_error", "best_epoch", "final_error", "last10_error", "selected_epoch",
+             "selected_error", "diverged")
+
+
+def _complete(rec) -> bool:
+    return (isinstance(rec, dict) and rec.get("schema") == SCHEMA and all(k in rec for k in RECORD_KEYS)
+            and isinstance(rec["seeds"], list) and bool(rec["seeds"])
+            and all(isinstance(s, dict) and all(k in s for k in SEED_KEYS) for s in rec["seeds"]))
+
+
 def read_record(run_dir: Path) -> dict | None:
-    """The record of a finished cell, or None if the cell is not finished or unreadable."""
+    """The record of a finished cell, or None if the cell is not finished, unreadable or incomplete."""
     run_dir = Path(run_dir)
     if not is_done(run_dir):
         return None
@@ -105,7 +140,15 @@ def read_record(run_dir: Path) -> dict | None:
         rec = json.loads((run_dir / "record.json").read_text())
     except (OSError, ValueError):
         return None
-    return rec if isinstance(rec, dict) and rec.get("schema") == SCHEMA else None
+    return rec if _complete(rec) else None
+
+
+def require_runs(results_dir: Path) -> Path:
+    """`<results_dir>/runs`, or a UserError when there is none to tabulate (nothing is created)."""
+    runs = Path(results_dir) / "runs"
+    if not runs.is_dir():
+        raise UserError(f"results_dir={str(results_dir)!r} holds no runs (no folder {runs}); run the sweep first")
+    return runs
 
 
 def load_records(results_dir: Path) -> list[dict]:
@@ -115,6 +158,15 @@ def load_records(results_dir: Path) -> list[dict]:
         return []
     recs = (read_record(d) for d in sorted(runs.iterdir()) if d.is_dir())
     return [r for r in recs if r is not None]
+
+
+def seed_status(seed: dict, failed_error: float = FAILED_ERROR) -> str:
+    """"diverged", "failed" (finite but its best error >= failed_error) or "ok": only ok seeds enter a mean."""
+    if seed["diverged"]:
+        return "diverged"
+    if seed["min_error"] is not None and seed["min_error"] >= failed_error:
+        return "failed"
+    return "ok"
 
 
 def _num(x) -> float | None:

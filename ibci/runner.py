@@ -20,6 +20,7 @@ gives the differences measured).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -201,24 +202,57 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
         records.atomic_write_text(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors))
         records.write_json(run_dir / "record.json", rec)
         records.mark_done(run_dir)
-        log(finished_line(rec))
+        log(finished_line(rec, cfg.get("failed_error", records.FAILED_ERROR)))
         out.append(rec)
     return out
 
 
-def finished_line(rec: dict) -> str:
-    """One line per finished cell: its error, seeds, and what it cost."""
-    seeds = rec["seeds"]
-    sel = [s["selected_error"] for s in seeds if s["selected_error"] is not None and not s["diverged"]]
-    diverged = sum(s["diverged"] for s in seeds)
-    err = f"{np.mean(sel):.2f} ± {np.std(sel, ddof=1) if len(sel) > 1 else float('nan'):.2f}%" if sel else "n/a"
-    extra = f", {diverged} diverged" if diverged else ""
+def finished_line(rec: dict, failed_error: float = records.FAILED_ERROR) -> str:
+    """One line per finished cell: its error over the seeds that trained, their number, and what it cost."""
+    status = [records.seed_status(s, failed_error) for s in rec["seeds"]]
+    sel = [s["selected_error"] for s, st in zip(rec["seeds"], status) if st == "ok"]
+    err = "n/a" if not sel else f"{np.mean(sel):.2f}%" if len(sel) == 1 else f"{np.mean(sel):.2f} ± {np.std(sel, ddof=1):.2f}%"
+    extra = "".join(f", {status.count(w)} {w}" for w in ("diverged", "failed") if w in status)
     return (f"done {rec['cell_id']}: error {err} (n={len(sel)}{extra}), "
             f"init {rec['init_time_s']:.1f}s, {rec['epoch_time_s']:.2f}s/epoch")
 
 
+def _claim(group: list[dict], by_id: dict, held: contextlib.ExitStack, log: Callable[[str], None]) -> list[dict]:
+    """The cells of `group` this job trains: each one's lock is taken (and kept by `held`).
+
+    A cell another job holds is left to it; one that another job finished
+    since the plan is read, not retrained. Done cells stay in the group, for
+    the stack's shape (`plan`), and need no lock: nothing of theirs is written.
+    """
+    mine = []
+    for cfg in group:
+        cid = records.cell_id(cfg)
+        run_dir = Path(cfg["results_dir"]) / "runs" / cid
+        if cid not in by_id:
+            try:
+                lock = records.try_lock(run_dir)
+            except OSError as e:
+                raise UserError(f"results_dir={cfg['results_dir']!r} is not writable ({e.strerror or e})") from None
+            if lock is None:
+                log(f"skip {cid}: another job is training it")
+                continue
+            held.callback(lock.release)
+            rec = records.read_record(run_dir)
+            if rec is not None:
+                log(f"skip {cid}: done by another job")
+                by_id[cid] = rec
+                continue
+        mine.append(cfg)
+    return mine
+
+
 def run_cells(cfgs: list[dict], stack_cells: int = 1, log: Callable[[str], None] = print) -> list[dict]:
-    """Run every cell not yet done (skipping done ones); returns the records in the order given."""
+    """Run every cell not yet done (skipping done ones); returns the records of the cells given, in order.
+
+    Any number of jobs may run cells into one results dir at once: a cell is
+    trained by the job that holds its lock, and the others move on (their
+    returned list lacks it).
+    """
     finished, groups = plan(cfgs, stack_cells)
     for rec in finished:
         log(f"skip {rec['cell_id']}: done")
@@ -226,7 +260,16 @@ def run_cells(cfgs: list[dict], stack_cells: int = 1, log: Callable[[str], None]
     if todo and len(cfgs) > 1:
         log(f"{len(finished)} of {len(cfgs)} cells done; training {todo} in {len(groups)} stack(s)")
     by_id = {r["cell_id"]: r for r in finished}
+    for group in groups:  # a data error ends the job before it takes a lock or writes anything
+        load_splits(group[0])
     for group in groups:
-        for rec in train_group(group, log, done=set(by_id)):
-            by_id[rec["cell_id"]] = rec
-    return [by_id[records.cell_id(cfg)] for cfg in cfgs]
+        with contextlib.ExitStack() as held:
+            mine = _claim(group, by_id, held, log)
+            if any(records.cell_id(cfg) not in by_id for cfg in mine):
+                for rec in train_group(mine, log, done=set(by_id)):
+                    by_id[rec["cell_id"]] = rec
+    ids = [records.cell_id(cfg) for cfg in cfgs]
+    busy = [i for i in ids if i not in by_id]
+    if busy:
+        log(f"{len(busy)} cell(s) left to the jobs training them; run the same command again to collect them")
+    return [by_id[i] for i in ids if i in by_id]

@@ -9,7 +9,8 @@ are from the paper and how each init compares with the baseline.
 
 Every number is the test error in percent. Spreads are sample standard
 deviations (ddof=1). A cell with fewer seeds than the grid asks for, or with a
-diverged seed, is flagged; diverged seeds never enter a mean.
+diverged seed or one that failed to train (`records.seed_status`), is flagged;
+such seeds never enter a mean.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from . import stats
 from .cli import experiment_grid
 from .errors import UserError
+from .records import FAILED_ERROR, seed_status
 
 # How the paper writes the names of bases and inits.
 DISPLAY = {
@@ -46,7 +48,7 @@ EPOCH_WORDS = {"min": "best epoch", "heldout": "selected epoch"}
 PAPER_SOURCE = "Mao et al. (CIKM 2021)"
 
 STAT_COLUMNS = [
-    "protocol", "n", "n_expected", "n_diverged",
+    "protocol", "n", "n_expected", "n_diverged", "n_failed",
     "err_mean", "err_std", "best_epoch_mean",
     "final_mean", "final_std", "last10_mean", "last10_std", "epoch0_mean",
     "paper_mean", "paper_std", "paper_epoch", "diff", "within_2std",
@@ -125,7 +127,7 @@ def _check_comparable(found: list[dict]) -> str | None:
     return protocols[0] if protocols else None
 
 
-def _flag(rec: dict | None, n_expected: int, n_diverged: int) -> str:
+def _flag(rec: dict | None, n_expected: int, n_diverged: int, n_failed: int = 0) -> str:
     if rec is None:
         return "missing"
     parts = []
@@ -133,6 +135,8 @@ def _flag(rec: dict | None, n_expected: int, n_diverged: int) -> str:
         parts.append(f"incomplete {len(rec['seeds'])}/{n_expected}")
     if n_diverged:
         parts.append(f"{n_diverged}/{n_expected} diverged")
+    if n_failed:
+        parts.append(f"{n_failed}/{n_expected} failed")
     return "; ".join(parts)
 
 
@@ -148,6 +152,7 @@ def build_table(
     n_expected: int,
     n_resamples: int = stats.BOOTSTRAP_RESAMPLES,
     seed: int = stats.BOOTSTRAP_SEED,
+    failed_error: float = FAILED_ERROR,
 ) -> pd.DataFrame:
     """One row per cell of `spec` (columns: key_columns(spec) + STAT_COLUMNS).
 
@@ -156,7 +161,8 @@ def build_table(
     cell has not finished. `paper` holds the paper's numbers (the key columns
     plus err_mean, err_std, best_epoch). `n_expected` is the seeds per cell
     the grid asks for. The baseline comparison (diff, bootstrap CI, Welch p)
-    is filled for every cell whose column is not the baseline.
+    is filled for every cell whose column is not the baseline. Seeds that
+    diverged or failed (best error >= `failed_error`) are counted, not averaged.
     """
     keys = key_columns(spec)
     protocol = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
@@ -168,7 +174,8 @@ def build_table(
     for key in table_cells(spec):
         rec = records.get(key)
         seeds = rec["seeds"] if rec is not None else []
-        ok = [s for s in seeds if not s["diverged"]]
+        status = [seed_status(s, failed_error) for s in seeds]
+        ok = [s for s, st in zip(seeds, status) if st == "ok"]
         kept[key] = [s["selected_error"] for s in ok]
         err = stats.summarize(kept[key])
         final = stats.summarize([s["final_error"] for s in ok])
@@ -181,7 +188,8 @@ def build_table(
             "protocol": protocol,
             "n": len(ok),
             "n_expected": n_expected,
-            "n_diverged": len(seeds) - len(ok),
+            "n_diverged": status.count("diverged"),
+            "n_failed": status.count("failed"),
             "err_mean": err.mean,
             "err_std": err.std,
             "best_epoch_mean": stats.summarize([s["selected_epoch"] for s in ok]).mean,
@@ -196,7 +204,7 @@ def build_table(
             "diff": err.mean - paper_mean,
             # NA, not False, when there is nothing to compare: absence of evidence is not disagreement.
             "within_2std": stats.within_k_std(err.mean, err.std, paper_mean, paper_std) if known else pd.NA,
-            "flag": _flag(rec, n_expected, len(seeds) - len(ok)),
+            "flag": _flag(rec, n_expected, status.count("diverged"), status.count("failed")),
             "cell_id": rec.get("cell_id", "") if rec is not None else "",
         })
 
@@ -217,18 +225,20 @@ def build_table(
         )
 
     df = pd.DataFrame(rows, columns=[*keys, *STAT_COLUMNS])
-    df = df.astype({"n": "int64", "n_expected": "int64", "n_diverged": "int64", "within_2std": "boolean"})
+    df = df.astype({"n": "int64", "n_expected": "int64", "n_diverged": "int64", "n_failed": "int64",
+                    "within_2std": "boolean"})
     df["protocol"] = df["protocol"].astype("string")
     df.attrs["bootstrap"] = {"n_resamples": n_resamples, "seed": seed, "level": stats.CI_LEVEL}
     return df
 
 
-def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
+def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tuple, pd.DataFrame],
+                 failed_error: float = FAILED_ERROR) -> pd.DataFrame:
     """Long per-epoch test errors (key columns, seed, epoch, test_error) of the finished cells, in table order.
 
-    `metrics` maps a cell key to its metrics.csv as read. Diverged seeds are
-    left out, as in the tables: their NaN tail would otherwise make the mean
-    curve switch between different sets of seeds.
+    `metrics` maps a cell key to its metrics.csv as read. Diverged and failed
+    seeds are left out, as in the tables: a diverged seed's NaN tail would
+    otherwise make the mean curve switch between different sets of seeds.
     """
     keys = key_columns(spec)
     columns = [*keys, "seed", "epoch", "test_error"]
@@ -237,8 +247,8 @@ def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tu
         rec, m = records.get(key), metrics.get(key)
         if rec is None or m is None:
             continue
-        diverged = {s["seed"] for s in rec["seeds"] if s["diverged"]}
-        part = m.loc[~m["seed"].isin(diverged), ["seed", "epoch", "test_error"]]
+        left_out = {s["seed"] for s in rec["seeds"] if seed_status(s, failed_error) != "ok"}
+        part = m.loc[~m["seed"].isin(left_out), ["seed", "epoch", "test_error"]]
         part = part.sort_values(["seed", "epoch"], kind="stable").assign(**dict(zip(keys, key)))
         parts.append(part[columns])
     if not parts:
@@ -434,7 +444,7 @@ def to_markdown(df: pd.DataFrame, spec: dict) -> str:
         values = [x for c in columns for x in (_ours_cell(st, cells[c]), _paper_cell(st, cells[c]))]
         lines.append(md_row([*labels, *values]))
     if words["flagged"]:
-        lines += ["", "† Flagged cells (diverged seeds are left out of the means and of n):", ""]
+        lines += ["", "† Flagged cells (diverged seeds and seeds that failed to train are left out of the means and of n):", ""]
         lines += [f"- {f}" for f in words["flagged"]]
 
     lines += [

@@ -94,6 +94,7 @@ def validate(cfg: dict, here: bool = True) -> None:
             raise UserError(f"data.train_limit={limit} exceeds the {available} training images available (1..{available})")
     if cfg["batch_size"] > train_size(cfg):
         raise UserError(f"batch_size={cfg['batch_size']} is larger than the training set ({train_size(cfg)} images)")
+    _positive_number("failed_error", cfg["failed_error"])
     threads = cfg.get("threads")
     if threads is not None:
         _positive_int("threads", threads)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import stats
+from . import records, stats
 from .errors import UserError
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -92,12 +92,12 @@ def pool_seeds(spec: dict, found: list[tuple[dict, dict | None]]) -> dict[tuple,
     return out
 
 
-def seed_values(slot: dict | None, metric: str) -> np.ndarray:
-    """The finished, non-diverged seeds' values of `metric` (selected_error or best_epoch)."""
+def seed_values(slot: dict | None, metric: str, failed_error: float = records.FAILED_ERROR) -> np.ndarray:
+    """The values of `metric` (error or best_epoch) of the seeds that trained (not diverged, not failed)."""
     if slot is None:
         return np.array([])
     key = {"error": "selected_error", "best_epoch": "selected_epoch"}[metric]
-    vals = [s[key] for s in slot["seeds"] if not s["diverged"] and s[key] is not None]
+    vals = [s[key] for s in slot["seeds"] if records.seed_status(s, failed_error) == "ok" and s[key] is not None]
     return np.array(vals, dtype=float)
 
 
@@ -245,7 +245,7 @@ def columns_frame(spec: dict, pooled: dict, paper: pd.DataFrame) -> pd.DataFrame
             expected = int(spec["seed_blocks"]) if "blocks" not in col else int(col["blocks"])
             rows.append(dict(
                 column=name, label=col["label"], base=base, depth=depth, n=s.n,
-                n_diverged=sum(x["diverged"] for x in slot["seeds"]) if slot else 0,
+                n_left_out=sum(records.seed_status(x) != "ok" for x in slot["seeds"]) if slot else 0,
                 missing_blocks=slot["missing"] if slot else expected,
                 err_mean=s.mean, err_std=s.std, best_epoch_mean=float(epoch.mean()) if epoch.size else math.nan,
                 paper_mean=p.get("err_mean", math.nan), paper_std=p.get("err_std", math.nan),
@@ -346,7 +346,7 @@ def _columns_table(cols_df: pd.DataFrame) -> list[str]:
                 cells.append("missing")
                 continue
             cell = f"{_fmt(r['err_mean'])} ± {_fmt(r['err_std'])} ({_fmt(r['best_epoch_mean'], 0)}) [{r['n']}]"
-            if r["n_diverged"] or r["missing_blocks"]:
+            if r["n_left_out"] or r["missing_blocks"]:
                 cell += " †"
             if not math.isnan(r["paper_mean"]):
                 cell += f" / {_fmt(r['paper_mean'])}"
@@ -398,7 +398,8 @@ def to_markdown(spec: dict, claims_df: pd.DataFrame, summary_df: pd.DataFrame, c
             "serve both rows.", ""]
     variants = set(spec.get("lsuv_variants", [])) - {"lsuv", spec.get("lsuv_best")}
     out += _columns_table(cols_df[~cols_df["column"].isin(variants)])
-    out += ["", "† a block of seeds is missing or a seed diverged; diverged seeds never enter a mean.", ""]
+    out += ["", "† a block of seeds is missing, or a seed diverged or failed to train (best error >= "
+            f"{records.FAILED_ERROR:g}%); such seeds never enter a mean.", ""]
     if len(lsuv_df):
         out += ["## LSUV: which variant matches the paper's column", "",
                 "Each variant against the paper's LSUV column: root mean square of (ours − paper) over the rows, in "

@@ -78,6 +78,7 @@ def collect(spec: dict, user_overrides: list[str]) -> dict:
     cfgs = compose_cells(cells, user_overrides)
     keys = tables.key_columns(spec)
     results_dir = Path(cfgs[0]["results_dir"])
+    records.require_runs(results_dir)
     recs, metrics = {}, {}
     for cell, cfg in zip(cells, cfgs):
         key = tuple(cell[k] for k in keys)
@@ -85,7 +86,8 @@ def collect(spec: dict, user_overrides: list[str]) -> dict:
         recs[key] = records.read_record(run_dir)
         if recs[key] is not None:
             metrics[key] = read_metrics(run_dir)
-    return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(cfgs[0]["seeds"]))
+    return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(cfgs[0]["seeds"]),
+                failed_error=float(cfgs[0]["failed_error"]))
 
 
 def read_paper(spec: dict) -> pd.DataFrame:
@@ -111,8 +113,9 @@ def save_figure(fig, path: Path) -> None:
 def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.DataFrame, list[Path]]:
     """Write the table files and figures under the results dir; returns the tidy frame and the paths written."""
     name = spec["name"]
-    df = tables.build_table(spec, collected["records"], paper, n_expected=collected["n_expected"])
-    curves = tables.curves_frame(spec, collected["records"], collected["metrics"])
+    df = tables.build_table(spec, collected["records"], paper, n_expected=collected["n_expected"],
+                            failed_error=collected["failed_error"])
+    curves = tables.curves_frame(spec, collected["records"], collected["metrics"], collected["failed_error"])
     table_dir, figure_dir = collected["results_dir"] / "tables", collected["results_dir"] / "figures"
     written = []
     try:

@@ -56,6 +56,7 @@ def main(argv: list[str]) -> int:
     cells = verdict.cells(spec, base_cfg["seeds"], base_cfg["epochs"])
     cfgs = compose_many([[*overrides, *c["overrides"]] for c in cells])
     results_dir = Path(base_cfg["results_dir"])
+    records.require_runs(results_dir)
     found = [(c, records.read_record(results_dir / "runs" / records.cell_id(cfg))) for c, cfg in zip(cells, cfgs)]
     pooled = verdict.pool_seeds(spec, found)
     paper = read_paper(spec)

@@ -309,7 +309,10 @@ BAD_INPUTS = [
      "error: init.pool_factor=5 and init.max_pool=100 give a pool of 100 candidates for a layer of 256 neurons"),
     (["device=cuda"], "error: device=cuda but no CUDA GPU is available here; use device=cpu"),
     (["seed=3"], "error: Could not override 'seed'"),
-    (["results_dir={file}/sub"], "error: results_dir='{file}/sub' is not writable (Not a directory)"),
+    (["results_dir={file}/sub"], "error: results_dir='{file}/sub' is not writable (Not a directory"),
+    (["-m", "init=vanilla,ibci", "results_dir={file}/sub"], "error: results_dir='{file}/sub' is not writable (Not a directory"),
+    (["data.root={file}"], "error: data.root='{file}': {file} is a file, not a folder"),
+    (["-m", "init=vanilla,ibci", "data.root={file}"], "error: data.root='{file}': {file} is a file, not a folder"),
     (["data.root={corrupted}"], "error: {corrupted}/MNIST/raw/t10k-labels-idx1-ubyte is corrupted"),
     (["data.root={empty}", "data.download=false"], "error: MNIST not found in {empty}/MNIST/raw"),
 ]
@@ -335,7 +338,21 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(overrides, expected, 
     assert out.stderr.startswith(expected.format(**places)), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.endswith("\n")
     assert "Traceback" not in out.stdout + out.stderr
-    assert not list(tmp_path.rglob("record.json"))
+    assert not results.exists()  # nothing written: no run, no Hydra sweep folder, no empty results dir
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_results_dir_is_one_line_and_nothing_is_written(mnist_root, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    results.chmod(0o500)
+    try:
+        out = python("run.py", "-m", "init=vanilla,ibci", *BUDGET, f"data.root={mnist_root}", f"results_dir={results}")
+    finally:
+        results.chmod(0o700)
+    assert (out.returncode, out.stderr.splitlines()[0]) == (2, f"error: results_dir={str(results)!r} is not "
+                                                               f"writable (Permission denied: {results})")
+    assert not list(results.iterdir())
 
 
 @pytest.mark.parametrize("overrides, expected", [

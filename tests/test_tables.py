@@ -216,6 +216,20 @@ def test_diverged_seeds_are_flagged_and_never_averaged():
     assert r.diff_vs_baseline == pytest.approx(2.0 - 2.1)
 
 
+def test_seeds_that_never_leave_chance_are_flagged_and_never_averaged():
+    # lr=50: finite losses, about 89% error; such a seed failed to train.
+    recs = {("xavier", 2, "vanilla"): fake_record("vanilla", [2.0, 2.1, 2.2]),
+            ("xavier", 2, "ibci"): fake_record("ibci", [1.9, 88.65, 2.1])}
+    df = tables.build_table(SPEC, recs, PAPER, n_expected=3)
+    r = row_of(df, "ibci")
+    assert r.flag == "1/3 failed" and (r.n, r.n_diverged, r.n_failed) == (2, 0, 1)
+    assert r.err_mean == pytest.approx(2.0)
+    assert "IBCI: 1/3 failed (n = 2)" in tables.to_markdown(df, SPEC)
+    # The threshold is a setting: at 90% the same seed counts.
+    r = row_of(tables.build_table(SPEC, recs, PAPER, n_expected=3, failed_error=90), "ibci")
+    assert (r.n, r.n_failed) == (3, 0)
+
+
 def test_incomplete_and_diverged_together():
     recs = {("xavier", 2, "ibci"): fake_record("ibci", [1.9, 2.0], diverged=(0,), seeds=3)}
     r = row_of(tables.build_table(SPEC, recs, PAPER, n_expected=3), "ibci")
