@@ -13,7 +13,7 @@ VERDICT := $(PY) scripts/make_verdict.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict table1 table2 verdict bench data clean
+.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 table1 table2 table3 verdict bench data clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ test: $(STAMP)  ## Run the test suite (slow tests excluded)
 test-slow: $(STAMP)  ## Run only the slow tests
 	$(PY) -m pytest -q -m slow
 
-smoke: smoke-table1 smoke-table2 smoke-verdict  ## Tables 1 and 2 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
+smoke: smoke-table1 smoke-table2 smoke-table3 smoke-verdict  ## Tables 1 to 3 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
 	$(SWEEP) table1 $(SMOKE)
@@ -47,6 +47,10 @@ smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
 smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
 	$(SWEEP) table2 $(SMOKE)
 	$(TABLES) table2 $(SMOKE)
+
+smoke-table3: $(STAMP)  ## Table 3 (NSR) on the tiny budget
+	$(SWEEP) table3 $(SMOKE)
+	$(TABLES) table3 $(SMOKE)
 
 smoke-verdict: $(STAMP)  ## The verdict on the tiny budget
 	$(SWEEP) verdict $(SMOKE)
@@ -60,6 +64,10 @@ table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
 	$(SWEEP) table2 $(PAPER)
 	$(TABLES) table2 $(PAPER)
+
+table3: $(STAMP)  ## The NSR paper's MLP table: Vanilla, +NSR, IBCI + NSR, LSUV + NSR (5 networks x 5 seeds x 100 epochs)
+	$(SWEEP) table3 $(PAPER)
+	$(TABLES) table3 $(PAPER)
 
 verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 per cell -> $(RESULTS)/tables/verdict.{md,csv}
 	$(SWEEP) verdict $(PAPER)

@@ -85,7 +85,8 @@ def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     runs each column per row in blocks of seeds (`ibci.verdict.cells`).
     """
     if "grid" in spec:
-        return [[*overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))]
+        fixed = list(spec.get("overrides", []))  # the experiment's recipe, which the user's overrides may change
+        return [[*fixed, *overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))]
     from . import verdict
 
     budget = compose(overrides)

@@ -30,9 +30,10 @@ from .seeding import generator
 class History:
     """Per-epoch curves of a stack; row 0 is the init alone (before any step)."""
 
-    train_loss: Tensor  # [epochs + 1, S]; row 0 is NaN
+    train_loss: Tensor  # [epochs + 1, S]; row 0 is NaN; the NSR penalty included when it is on
     errors: dict[str, Tensor]  # split name -> [epochs + 1, S], percent; NaN after divergence
     diverged_epoch: list[int | None] = field(default_factory=list)
+    intra_var: dict[str, Tensor] = field(default_factory=dict)  # split -> [epochs + 1, S]: output intra-class variance
 
 
 def logits_shared(model: StackedMLP, x: Tensor, chunk: int = 5000) -> Tensor:
@@ -55,8 +56,93 @@ def logits_shared(model: StackedMLP, x: Tensor, chunk: int = 5000) -> Tensor:
 
 def error_rate(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     """Classification error in percent of each model, [S]."""
-    wrong = logits_shared(model, x).argmax(-1) != y
-    return wrong.float().mean(1) * 100
+    return output_stats(model, x, y)[0]
+
+
+def intra_class_variance(logits: Tensor, y: Tensor) -> Tensor:
+    """Per model [S]: the within-class variance (ddof=0) of each output unit, averaged over units and classes.
+
+    logits [S, N, C]; the classes absent from y count for nothing. What NSR
+    penalizes, measured on a fixed data set.
+    """
+    onehot = torch.nn.functional.one_hot(y, logits.shape[-1]).to(logits.dtype)  # [N, C]
+    n = onehot.sum(0)
+    present = n > 0
+    mean = torch.einsum("nc,snk->sck", onehot, logits) / n.clamp_min(1).view(1, -1, 1)
+    sq = torch.einsum("nc,snk->sck", onehot, logits.square()) / n.clamp_min(1).view(1, -1, 1)
+    var = (sq - mean.square()).clamp_min(0)[:, present]
+    return var.mean((1, 2))
+
+
+def output_stats(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(error in percent [S], intra_class_variance [S]) of each model on (x, y), from one forward pass."""
+    logits = logits_shared(model, x)
+    wrong = logits.argmax(-1) != y
+    return wrong.float().mean(1) * 100, intra_class_variance(logits.double(), y).float()
+
+
+# A hidden response at or below this is "not firing": NSR's class means count only firing
+# responses and its penalty skips the others (as the official code does).
+NSR_FIRING = 1e-5
+
+
+@dataclass
+class Steadiness:
+    """Neuron Steadiness Regularization (Fu, Du, Mao et al., NeurIPS 2022) for a packed stack.
+
+    loss = cross-entropy + sum over the penalized layers of lam * mean (h - m[y])^2,
+    h a layer's response (the output layer's logits; a hidden layer's ReLU
+    output, its mean taken over firing responses only) and m[c] its class-c
+    mean over a queue of the last `queue` batches, the current one included,
+    held fixed (no gradient). Every model keeps its own queue: per layer, the
+    class sums and counts of each batch in a ring of `queue` slots.
+    """
+
+    lams: dict[int, float]  # overall layer index (0 = first) -> lambda
+    queue: int = 5
+    sums: dict[int, Tensor] = field(default_factory=dict)  # layer -> [queue, models, classes, units]
+    counts: dict[int, Tensor] = field(default_factory=dict)
+    slot: int = 0
+
+    @staticmethod
+    def for_layers(lams: list[float], num_layers: int, queue: int = 5) -> "Steadiness":
+        """lams[0] for the output layer, lams[1] for the one before it, and so on."""
+        if not 1 <= len(lams) <= num_layers:
+            raise ValueError(f"{len(lams)} NSR weights for a network of {num_layers} layers")
+        return Steadiness({num_layers - 1 - k: float(lam) for k, lam in enumerate(lams)}, int(queue))
+
+    def penalty_grad(self, layer: int, h: Tensor, onehot: Tensor, output: bool) -> tuple[Tensor, Tensor]:
+        """(the penalty's gradient w.r.t. h [models, B, units], the penalty [models]) for one step.
+
+        Pushes this batch's class sums into the queue first: the means the
+        penalty pulls towards include the current batch, as detached numbers.
+        """
+        n_models, B, units = h.shape
+        C = onehot.shape[2]
+        if layer not in self.sums:
+            self.sums[layer] = h.new_zeros(self.queue, n_models, C, units)
+            self.counts[layer] = h.new_zeros(self.queue, n_models, C, units)
+        on_t = onehot.transpose(1, 2)
+        firing = None if output else (h > NSR_FIRING).to(h.dtype)
+        self.sums[layer][self.slot] = torch.bmm(on_t, h)
+        self.counts[layer][self.slot] = onehot.sum(1).unsqueeze(-1) if output else torch.bmm(on_t, firing)
+        means = self.sums[layer].sum(0) / self.counts[layer].sum(0).clamp_min(1)
+        d = h - torch.bmm(onehot, means)  # [models, B, units]
+        lam = self.lams[layer]
+        if output:
+            return d * (2 * lam / (B * units)), lam * d.square().mean((1, 2))
+        d.mul_(firing)
+        n_firing = firing.sum((1, 2)).clamp_min(1).view(-1, 1, 1)
+        return d * (2 * lam) / n_firing, lam * (d.square().sum((1, 2), keepdim=True) / n_firing).view(-1)
+
+    def advance(self) -> None:
+        self.slot = (self.slot + 1) % self.queue
+
+    def forget(self, models: Tensor) -> None:
+        """Empty the queues of `models` (a bool mask in packed order): a diverged model's NaNs stay out."""
+        for layer in self.sums:
+            self.sums[layer][:, models] = 0.0
+            self.counts[layer][:, models] = 0.0
 
 
 class Packed:
@@ -104,8 +190,11 @@ class Packed:
         out[self.order] = ok
         return out
 
-    def step(self, xb: Tensor, yb: Tensor, lr: float, active: Tensor) -> Tensor:
-        """One SGD step; xb [G, B, in] and yb [G, B] are each seed's batch. Returns losses [G * M]."""
+    def step(self, xb: Tensor, yb: Tensor, lr: float, active: Tensor, nsr: Steadiness | None = None) -> Tensor:
+        """One SGD step; xb [G, B, in] and yb [G, B] are each seed's batch. Returns losses [G * M].
+
+        With `nsr`, its penalty joins the loss (and the returned losses).
+        """
         G, M, h1 = self.G, self.M, self.h1
         B = xb.shape[1]
         z1 = torch.baddbmm(self.b1, xb, self.W1).relu_()  # [G, B, M * h1]
@@ -124,10 +213,22 @@ class Packed:
         g.div_(total)
         g.scatter_add_(-1, y, torch.full_like(g[..., :1], -1.0))
         g.mul_((active / B).view(-1, 1, 1))
+        scale = active.view(-1, 1, 1)
+        if nsr is not None:
+            onehot = torch.zeros_like(g).scatter_(-1, y, 1.0)
+            last = len(self.Ws)
+            if last in nsr.lams:
+                grad, penalty = nsr.penalty_grad(last, z, onehot, output=True)
+                g.add_(grad.mul_(scale))
+                loss = loss + penalty
         for l in reversed(range(len(self.Ws))):
             h_in = hs[l]
             W = self.Ws[l]
             g_in = torch.bmm(g, W.transpose(1, 2))
+            if nsr is not None and l in nsr.lams:
+                grad, penalty = nsr.penalty_grad(l, h_in, onehot, output=False)
+                g_in.add_(grad.mul_(scale))
+                loss = loss + penalty
             W.baddbmm_(h_in.transpose(1, 2), g, alpha=-lr)
             self.bs[l].sub_(g.sum(1, keepdim=True), alpha=lr)
             # ReLU's backward as one fused op (a bool mask and a multiply cost four times more).
@@ -135,6 +236,8 @@ class Packed:
         g1 = g.view(G, M, B, h1).transpose(1, 2).reshape(G, B, M * h1)
         self.W1.baddbmm_(xb.transpose(1, 2), g1, alpha=-lr)
         self.b1.sub_(g1.sum(1, keepdim=True), alpha=lr)
+        if nsr is not None:
+            nsr.advance()
         return loss
 
 
@@ -148,6 +251,8 @@ def train(
     lr: float,
     eval_sets: dict[str, tuple[Tensor, Tensor]],
     on_epoch: Callable[[int, History], None] | None = None,
+    nsr_lams: list[float] | None = None,
+    nsr_queue: int = 5,
 ) -> tuple[StackedMLP, History]:
     """Train every model of the stack on its own data order; evaluate every split after each epoch.
 
@@ -156,7 +261,10 @@ def train(
     epoch is smaller when batch_size does not divide the training set (as a
     DataLoader without drop_last). A model whose loss or weights become
     NaN/inf is recorded as diverged at that epoch, reset to zero and frozen,
-    while the others keep training. Returns the trained stack and its history.
+    while the others keep training. With `nsr_lams` (the output layer's
+    lambda first, then the layers before it) the loss carries NSR's penalty
+    (`Steadiness`), every model with its own queue of `nsr_queue` batches.
+    Returns the trained stack and its history.
     """
     if model.num_layers < 2:
         raise ValueError("the engine needs at least one hidden layer")
@@ -164,6 +272,7 @@ def train(
     n = x_train.shape[0]
     device = x_train.device
     packed = Packed(model, list(data_seeds))
+    nsr = Steadiness.for_layers(nsr_lams, model.num_layers, nsr_queue) if nsr_lams else None
     gens = [generator(s, "data") for s in packed.seeds]
     nan_row = torch.full((S,), math.nan)
     active = torch.ones(S, device=device)  # original model order
@@ -171,9 +280,11 @@ def train(
         train_loss=torch.full((epochs + 1, S), math.nan),
         errors={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
         diverged_epoch=[None] * S,
+        intra_var={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
     )
     for k, (x, y) in eval_sets.items():
-        hist.errors[k][0] = error_rate(model, x, y).cpu()
+        err, var = output_stats(model, x, y)
+        hist.errors[k][0], hist.intra_var[k][0] = err.cpu(), var.cpu()
     if on_epoch:
         on_epoch(0, hist)
     for epoch in range(1, epochs + 1):
@@ -184,7 +295,7 @@ def train(
         for start in range(0, n, batch_size):
             idx = orders[:, start : start + batch_size]
             xb = torch.index_select(x_train, 0, idx.reshape(-1)).view(*idx.shape, -1)
-            loss_sum += packed.step(xb, y_train[idx], lr, active_packed)
+            loss_sum += packed.step(xb, y_train[idx], lr, active_packed, nsr)
             steps += 1
         losses = torch.empty_like(loss_sum)
         losses[packed.order] = loss_sum / steps
@@ -199,10 +310,14 @@ def train(
                 b[newly] = 0.0
             active[newly] = 0.0
             packed = Packed(model, list(data_seeds))
+            if nsr is not None:
+                nsr.forget(newly[packed.order])
         alive = (active > 0).cpu()
         hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
         for k, (x, y) in eval_sets.items():
-            hist.errors[k][epoch] = torch.where(alive, error_rate(model, x, y).cpu(), nan_row)
+            err, var = output_stats(model, x, y)
+            hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
+            hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
         if on_epoch:
             on_epoch(epoch, hist)
     return model, hist

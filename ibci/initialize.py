@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import authors, campaign
 from .inits import init_base, lsuv
-from .models import N_CLASSES, StackedMLP
+from .models import N_CLASSES, StackedMLP, hidden_widths
 
 
 def _subsample(x: Tensor, y: Tensor, n: int | None, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -32,7 +32,7 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
     and a JSON-ready description of what the wrapper did.
     """
     base, init = cfg["base"], cfg["init"]
-    sizes = [x.shape[1], *cfg["networks"][cfg["depth"]], N_CLASSES]
+    sizes = [x.shape[1], *hidden_widths(cfg), N_CLASSES]
     start = time.perf_counter()
     info: dict = {}
     if init["name"] in ("vanilla", "lsuv"):

@@ -29,6 +29,18 @@ def layer_sizes(depth: int, n_in: int = N_INPUTS, n_out: int = N_CLASSES) -> lis
     return [n_in, *HIDDEN_SIZES[depth], n_out]
 
 
+def hidden_widths(cfg: dict) -> list[int]:
+    """A run config's hidden widths: `hidden` when set, else the paper's network of `depth`."""
+    hidden = cfg.get("hidden")
+    return list(hidden) if hidden is not None else list(cfg["networks"][cfg["depth"]])
+
+
+def network_name(cfg: dict) -> str:
+    """How cell ids and tables name a config's network: `d3` for the paper's, `h256x100` for given widths."""
+    hidden = cfg.get("hidden")
+    return f"d{cfg['depth']}" if hidden is None else "h" + "x".join(map(str, hidden))
+
+
 @dataclass
 class StackedMLP:
     """S MLPs with ReLU between layers and none after the last."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .errors import UserError
+from .models import network_name
 
 SCHEMA = "ibci.record/1"
 DONE = "done"
@@ -30,12 +31,18 @@ FAILED_ERROR = 80.0
 RUNTIME_DATA_KEYS = ("root", "download")
 
 
+def _reg(cfg: dict) -> str:
+    return cfg.get("reg", {}).get("name", "none")
+
+
 def cell_keys(cfg: dict) -> dict:
     """The table coordinates of a cell."""
     return {
         "base": cfg["base"]["name"],
         "init": cfg["init"]["name"],
         "depth": int(cfg["depth"]),
+        "net": network_name(cfg),
+        "reg": _reg(cfg),
         "data": cfg["data"]["name"],
         "protocol": cfg["protocol"],
     }
@@ -54,17 +61,27 @@ def budget(cfg: dict) -> dict:
 
 
 def identity(cfg: dict) -> dict:
-    """The part of a resolved config that determines a cell's numbers."""
+    """The part of a resolved config that determines a cell's numbers.
+
+    Settings added after runs were made are left out at the value that gives
+    those runs' numbers (no `hidden` widths, no regularizer), so every earlier
+    cell keeps its id and its finished runs.
+    """
     out = {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
     out["data"] = {k: v for k, v in cfg["data"].items() if k not in RUNTIME_DATA_KEYS}
+    if out.get("hidden") is None:
+        out.pop("hidden", None)
+    if _reg(cfg) == "none":
+        out.pop("reg", None)
     return out
 
 
 def cell_id(cfg: dict) -> str:
-    """Deterministic directory name, e.g. `xavier-ibci-d2-mnist-min-s5e100-1a2b3c4d`."""
+    """Deterministic directory name, e.g. `xavier-ibci-d2-mnist-min-s5e100-1a2b3c4d` (`xavier-ibci+nsr-h256x100-...`)."""
     k, b = cell_keys(cfg), budget(cfg)
     digest = hashlib.sha256(json.dumps(identity(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{k['base']}-{k['init']}-d{k['depth']}-{k['data']}-{k['protocol']}-s{b['seeds']}e{b['epochs']}-{digest}"
+    method = k["init"] if k["reg"] == "none" else f"{k['init']}+{k['reg']}"
+    return f"{k['base']}-{method}-{k['net']}-{k['data']}-{k['protocol']}-s{b['seeds']}e{b['epochs']}-{digest}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -208,12 +225,13 @@ def summarize_seeds(seeds: list[int], train_loss, errors: dict, diverged_epoch: 
     return out
 
 
-def metrics_csv(seeds: list[int], train_loss, errors: dict) -> str:
-    """Per-epoch curves as CSV text: epoch, seed, train_loss, then one column per split."""
+def metrics_csv(seeds: list[int], train_loss, errors: dict, extra: dict | None = None) -> str:
+    """Per-epoch curves as CSV text: epoch, seed, train_loss, one error column per split, then `extra` columns."""
     splits = ["test", *sorted(k for k in errors if k != "test")]
-    lines = ["epoch,seed,train_loss," + ",".join(f"{k}_error" for k in splits)]
+    extra = extra or {}
+    lines = ["epoch,seed,train_loss," + ",".join([*(f"{k}_error" for k in splits), *extra])]
     for e in range(train_loss.shape[0]):
         for s, seed in enumerate(seeds):
-            vals = [train_loss[e, s], *(errors[k][e, s] for k in splits)]
+            vals = [train_loss[e, s], *(errors[k][e, s] for k in splits), *(v[e, s] for v in extra.values())]
             lines.append(f"{e},{seed}," + ",".join(f"{float(v):.6g}" for v in vals))
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -40,7 +41,7 @@ from .cli import ROOT
 from .data import load_mnist, split_heldout
 from .errors import UserError
 from .initialize import initialize
-from .models import StackedMLP
+from .models import StackedMLP, hidden_widths
 from .validate import HELDOUT_SIZE, validate
 
 _DATA_CACHE: dict = {}
@@ -83,7 +84,8 @@ def git_commit() -> str | None:
 def stack_key(cfg: dict) -> tuple:
     """Cells with equal keys can share one stack: everything but base and init agrees."""
     d = cfg["data"]
-    return (cfg["depth"], tuple(cfg["networks"][cfg["depth"]]), d["name"], str(d["root"]), d["train_limit"],
+    reg = json.dumps(cfg.get("reg", {}), sort_keys=True)
+    return (cfg["depth"], tuple(hidden_widths(cfg)), reg, d["name"], str(d["root"]), d["train_limit"],
             cfg["protocol"], cfg["epochs"], cfg["batch_size"], cfg["lr"], str(cfg["device"]), cfg["seeds"],
             cfg["seed_offset"], cfg["threads"])
 
@@ -165,7 +167,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
 
     train_start = time.perf_counter()
     model, hist = engine.train(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
-                               splits, on_epoch)
+                               splits, on_epoch, **nsr_settings(first, model.num_layers))
     bar.close()
     train_time = time.perf_counter() - train_start
     S = len(seeds)
@@ -199,12 +201,23 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
                      "threads": torch.get_num_threads(), "device": str(device)},
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        records.atomic_write_text(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors))
+        extra = {f"{k}_intra_var": v[:, part] for k, v in hist.intra_var.items()}
+        records.atomic_write_text(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors, extra))
         records.write_json(run_dir / "record.json", rec)
         records.mark_done(run_dir)
         log(finished_line(rec, cfg.get("failed_error", records.FAILED_ERROR)))
         out.append(rec)
     return out
+
+
+def nsr_settings(cfg: dict, num_layers: int) -> dict:
+    """engine.train's NSR arguments for a run config: none without `reg=nsr`."""
+    reg = cfg.get("reg", {"name": "none"})
+    if reg["name"] != "nsr":
+        return {}
+    lam = reg["lambda"]
+    lams = [float(v) for v in lam] if isinstance(lam, list) else [float(lam)] * int(reg["layers"])
+    return dict(nsr_lams=lams, nsr_queue=int(reg["queue_batches"]))
 
 
 def finished_line(rec: dict, failed_error: float = records.FAILED_ERROR) -> str:

@@ -1,0 +1,109 @@
+"""NSR (Neuron Steadiness Regularization) in the engine's hand-written backward, against autograd."""
+
+import torch
+import torch.nn.functional as F
+
+from ibci.engine import Packed, Steadiness, intra_class_variance
+from ibci.inits import init_base
+
+
+def _reference_steps(model, x_batches, y_batches, lr, lams, queue):
+    """One model trained with autograd on the official code's loss, written out (one model of the stack).
+
+    Per step: push the batch's responses of the penalized layers (detached) and
+    labels into queues of the last `queue` batches; the output layer's class
+    means are plain means over the queue, a hidden layer's are over its firing
+    (non-zero) responses; the penalty is lam * the mean of (h - m[y])^2, over
+    every response for the output layer and over the firing ones for a hidden
+    layer.
+    """
+    Ws = [w.clone().requires_grad_() for w in model[0]]
+    bs = [b.clone().requires_grad_() for b in model[1]]
+    L = len(Ws)
+    layers = {L - 1 - k: lam for k, lam in enumerate(lams)}
+    logs = {l: [] for l in layers}
+    targets = []
+    for x, y in zip(x_batches, y_batches):
+        hs, h = [], x
+        for l in range(L):
+            h = h @ Ws[l] + bs[l]
+            if l < L - 1:
+                h = h.relu()
+            hs.append(h)
+        targets = (targets + [y])[-queue:]
+        t = torch.cat(targets)
+        loss = F.cross_entropy(hs[-1], y)
+        for l, lam in layers.items():
+            logs[l] = (logs[l] + [hs[l].detach()])[-queue:]
+            past = torch.cat(logs[l])
+            onehot = F.one_hot(t, hs[-1].shape[1]).float()
+            if l == L - 1:
+                means = (onehot.T @ past) / onehot.sum(0).clamp_min(1)[:, None]
+                loss = loss + lam * ((hs[l] - means[y]) ** 2).mean()
+            else:
+                counts = (onehot.T @ (past != 0).float()).clamp_min(1)
+                means = (onehot.T @ past) / counts
+                mask = hs[l].abs() > 1e-5
+                loss = loss + lam * torch.masked_select((hs[l] - means[y]) ** 2, mask).mean()
+        grads = torch.autograd.grad(loss, [*Ws, *bs])
+        with torch.no_grad():
+            for p, g in zip([*Ws, *bs], grads):
+                p -= lr * g
+    return [w.detach() for w in Ws], [b.detach() for b in bs]
+
+
+def test_nsr_steps_match_autograd_on_the_official_loss():
+    sizes, classes, B, steps = [12, 9, 7, 4], 4, 16, 7
+    gens = [torch.Generator().manual_seed(s) for s in range(2)]
+    model = init_base(sizes, gens, "he", bias=0.05)
+    packed = Packed(model.clone(), data_seeds=[0, 1])
+    nsr = Steadiness.for_layers([0.3, 0.2], model.num_layers, queue=3)
+    g = torch.Generator().manual_seed(9)
+    xs = torch.rand(steps, 2, B, sizes[0], generator=g)
+    ys = torch.randint(0, classes, (steps, 2, B), generator=g)
+    for t in range(steps):
+        packed.step(xs[t], ys[t], 0.1, torch.ones(2), nsr)
+    trained = packed.unpack()
+    for m in range(2):
+        mine = ([w[m] for w in model.weights], [b[m] for b in model.biases])
+        W_ref, b_ref = _reference_steps(mine, xs[:, m], ys[:, m], 0.1, [0.3, 0.2], 3)
+        for a, b in zip(trained.weights, W_ref):
+            torch.testing.assert_close(a[m], b, atol=2e-5, rtol=1e-4)
+        for a, b in zip(trained.biases, b_ref):
+            torch.testing.assert_close(a[m], b, atol=2e-5, rtol=1e-4)
+
+
+def test_nsr_with_zero_lambda_is_plain_sgd():
+    sizes = [10, 8, 3]
+    model = init_base(sizes, [torch.Generator().manual_seed(0)], "xavier")
+    x, y = torch.rand(1, 20, 10), torch.randint(0, 3, (1, 20))
+    plain, reg = Packed(model.clone(), [0]), Packed(model.clone(), [0])
+    plain.step(x, y, 0.1, torch.ones(1))
+    reg.step(x, y, 0.1, torch.ones(1), Steadiness.for_layers([0.0], 2))
+    for a, b in zip(plain.unpack().weights, reg.unpack().weights):
+        torch.testing.assert_close(a, b)
+
+
+def test_nsr_lowers_the_intra_class_variance_it_penalizes():
+    sizes = [20, 16, 4]
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, 20, generator=g)
+    y = torch.randint(0, 4, (400,), generator=g)
+    x = x + F.one_hot(y, 20).float()  # learnable
+    variances = []
+    for lams in (None, [2.0]):
+        model = init_base(sizes, [torch.Generator().manual_seed(0)], "he")
+        packed = Packed(model, [0])
+        nsr = Steadiness.for_layers(lams, 2) if lams else None
+        for _ in range(3):
+            for start in range(0, 400, 20):
+                packed.step(x[None, start:start + 20], y[None, start:start + 20], 0.05, torch.ones(1), nsr)
+        variances.append(float(intra_class_variance(packed.unpack().forward(x), y)))
+    assert variances[1] < 0.5 * variances[0]
+
+
+def test_intra_class_variance_by_hand():
+    logits = torch.tensor([[[0.0, 1.0], [2.0, 1.0], [5.0, 5.0]]])  # one model, 3 samples, 2 units
+    y = torch.tensor([0, 0, 1])
+    # class 0: unit vars 1.0 and 0.0; class 1: a single sample, var 0 -> mean of [1, 0, 0, 0]
+    assert float(intra_class_variance(logits, y)) == 0.25
