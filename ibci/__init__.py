@@ -1,9 +1,19 @@
 """ibci: Neuron Campaign for Initialization guided by Information Bottleneck theory.
 
 A library of the initializations compared in Mao et al. (CIKM 2021) and the
-pieces needed to reproduce the paper's tables. Plain functions over tensors and
+pieces needed to reproduce the paper's tables; `ibci.init_(model, x, y)` applies
+them to your own `nn.Sequential`. Plain functions over tensors and
 plain configs; no I/O except in `ibci.data` (which reads and writes the data root)
 and `ibci.records` (which reads and writes run directories).
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `ibci.init_` without importing torch on `import ibci` (the entry points import torch late, on purpose).
+    if name == "init_":
+        from .api import init_
+
+        return init_
+    raise AttributeError(f"module 'ibci' has no attribute {name!r}")

@@ -25,14 +25,25 @@ def _json_ready(info: dict) -> dict:
 
 
 def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator]) -> tuple[StackedMLP, dict]:
-    """One initialized model per generator, as `cfg` (base, init, depth) says.
+    """One initialized model per generator, as `cfg` (base, init, depth or hidden) says.
 
     `x`, `y` are the training set the wrappers may look at; each model draws
     its weights and its data sample from its own generator. Returns the stack
     and a JSON-ready description of what the wrapper did.
     """
-    base, init = cfg["base"], cfg["init"]
     sizes = [x.shape[1], *hidden_widths(cfg), N_CLASSES]
+    return init_stack(sizes, cfg["base"], cfg["init"], x, y, generators)
+
+
+def init_stack(
+    sizes: list[int], base: dict, init: dict, x: Tensor, y: Tensor, generators: list[torch.Generator]
+) -> tuple[StackedMLP, dict]:
+    """`initialize` for any widths `sizes` (input first, classes last): the base draw, then the wrapper.
+
+    `base` and `init` are the config groups' dicts (name and settings, as
+    configs/base/*.yaml and configs/init/*.yaml spell them).
+    """
+    num_classes = sizes[-1]
     start = time.perf_counter()
     info: dict = {}
     if init["name"] in ("vanilla", "lsuv"):
@@ -51,13 +62,13 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
             if init["reading"] == "authors":
                 w, b, seed_info = authors.ibci_init(
                     sizes, xs, ys, tie_weights, g, bias=base["bias"],
-                    pool_factor=init["pool_factor"], max_pool=init["max_pool"],
+                    pool_factor=init["pool_factor"], max_pool=init["max_pool"], num_classes=num_classes,
                 )
             else:
                 w, b, seed_info = campaign.ibci_init(
                     sizes, xs, ys, base["name"], tie_weights, g,
                     bias=base["bias"], std=base["std"], pool_factor=init["pool_factor"],
-                    max_pool=init["max_pool"], scope=init["orthogonal_scope"],
+                    max_pool=init["max_pool"], scope=init["orthogonal_scope"], num_classes=num_classes,
                 )
             weights.append(w)
             biases.append(b)
