@@ -10,11 +10,15 @@ Each cell writes <results_dir>/runs/<cell-id>/ (config.yaml, metrics.csv,
 record.json, then `done`). A cell whose `done` exists is skipped, so re-running
 an interrupted sweep (Ctrl-C, a killed job) finishes it, under any launcher.
 Every job of the command line is checked before the first one starts: a
-mistake is one line on stderr, exit status 2, and nothing is written.
+mistake (an unknown option, a bad value, a `+key=value` that adds a key the
+config does not have) is one line on stderr, exit status 2, and nothing is
+written. Hydra's own flags work as in any Hydra app and train nothing:
+`--help`, `--cfg job`, `--info`, `-sc install=bash`.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import sys
@@ -38,6 +42,11 @@ def run_cell(cfg: dict) -> dict | None:
     return recs[0] if recs else None
 
 
+# Hydra's flags after which it trains nothing of the command line's: it prints help, a config,
+# information or a shell-completion script, or reruns a pickled job with that job's own config.
+NO_JOBS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+
+
 def check_command_line(args: list[str]) -> None:
     """Compose and validate every job the command line asks for, before Hydra starts any.
 
@@ -48,15 +57,32 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    from ibci.cli import CONFIG_DIR, EXPERIMENT_DIR, check_added_keys, hydra_error
     from ibci.runner import load_splits
     from ibci.validate import check_group_options, validate
 
-    multirun = "-m" in args or "--multirun" in args
-    overrides = [a for a in args if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    flags, misplaced = parse_hydra_flags(args)
+    if flags.experimental_rerun is not None and not Path(flags.experimental_rerun).is_file():
+        raise UserError(f"--experimental-rerun {flags.experimental_rerun}: no such file (a job's config.pickle)")
+    no_jobs = any(getattr(flags, name) for name in NO_JOBS)
+    # -cd or pkg://: a search path this check does not compose; each job still validates its own config.
+    other_path = flags.config_dir is not None or str(flags.config_path).startswith("pkg://")
+    if no_jobs or other_path:
+        if misplaced:
+            raise misplaced
+        return
+    config_dir = CONFIG_DIR if flags.config_path is None else Path(__file__).resolve().parent / flags.config_path
+    config_name = flags.config_name or "config"
+    multirun = flags.multirun
+    for word in flags.overrides:
+        if "=" not in word and not word.startswith("~"):
+            grid = f"; an experiment's grid runs with python scripts/sweep.py {word}" if (
+                EXPERIMENT_DIR / f"{word}.yaml").is_file() else ""
+            raise UserError(f"{word} is not an override (key=value){grid}")
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(flags.overrides)
     except HydraException as e:
-        raise UserError(" ".join(str(e).split())) from None
+        raise hydra_error(e) from None
     values = []  # per override, the single-valued overrides it stands for
     for o in parsed:
         if not o.is_sweep_override():
@@ -67,8 +93,9 @@ def check_command_line(args: list[str]) -> None:
             raise UserError(f"{o.input_line} lists several values; add -m to run one job per value")
     jobs = [list(job) for job in itertools.product(*values)]
     for job in jobs:
-        check_group_options(job)
-    cfgs = compose_many(jobs)
+        check_group_options(job, config_dir)
+    check_added_keys(jobs, config_dir, config_name)
+    cfgs = compose_many(jobs, config_dir, config_name)
     for cfg in cfgs:
         validate(cfg, here=False)  # a job checks its own machine (a SLURM node may have the GPU this one lacks)
     if multirun:
@@ -78,6 +105,27 @@ def check_command_line(args: list[str]) -> None:
             load_splits(cfg)
         for results_dir in {cfg["results_dir"] for cfg in cfgs}:
             check_writable(results_dir)
+    if misplaced:  # last, so that the overrides of `depth=2 -m init=ibci,foo` are checked all the same
+        raise misplaced
+
+
+def parse_hydra_flags(args: list[str]) -> tuple[argparse.Namespace, UserError | None]:
+    """Hydra's flags and overrides in `args`, and the error for a flag after an override (None if none).
+
+    Hydra's own parser (what hydra.main runs next), so that a flag's value is never taken for an
+    override: `-sc install=bash`, `-cn NAME`, `--experimental-rerun FILE`. A bad flag exits here
+    with Hydra's usage message, as it would a moment later. Parsed intermixed, so that the
+    overrides of `depth=2 -m init=ibci,lsuv` are checked too, though Hydra refuses that order.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    flags = parser.parse_intermixed_args(args)
+    if not parser.parse_known_args(args)[1]:  # what Hydra parses: no overrides left over
+        return flags, None
+    first = args.index(flags.overrides[0])
+    late = next(a for a in args[first:] if a.startswith("-"))
+    return flags, UserError(f"Hydra reads its flags before the overrides only; move {late} before {args[first]}")
 
 
 def check_writable(results_dir: str) -> None:

@@ -22,8 +22,12 @@ EXPERIMENT_DIR = ROOT / "experiments"
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
 
 
-def compose_many(override_lists: list[list[str]]) -> list[dict]:
-    """The resolved run configs for several override lists, as run.py would see them."""
+def compose_many(override_lists: list[list[str]], config_dir: Path = CONFIG_DIR,
+                 config_name: str = "config") -> list[dict]:
+    """The resolved run configs for several override lists, as run.py would see them.
+
+    `config_dir` and `config_name`: another primary config, as run.py's `-cp` and `-cn` name it.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -31,19 +35,82 @@ def compose_many(override_lists: list[list[str]]) -> list[dict]:
     from omegaconf.errors import OmegaConfBaseException
 
     out = []
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        for overrides in override_lists:
-            try:
-                cfg = hydra_compose("config", overrides=list(overrides))
-            except (HydraException, OmegaConfBaseException) as e:
-                raise UserError(" ".join(str(e).split())) from None
-            out.append(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).absolute()), version_base="1.3"):
+            for overrides in override_lists:
+                cfg = hydra_compose(config_name, overrides=list(overrides))
+                out.append(OmegaConf.to_container(cfg, resolve=True))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise hydra_error(e) from None
     return out
+
+
+def hydra_error(e: Exception) -> UserError:
+    """Hydra's message for a bad command line, on one line; where an override does not parse, how to quote it."""
+    from hydra.errors import OverrideParseException
+
+    hint = ("; quote a value with non-ASCII or special characters, as in 'results_dir=\"/tmp/my runs\"'"
+            if isinstance(e, OverrideParseException) else "")
+    return UserError(" ".join(str(e).split()) + hint)
 
 
 def compose(overrides: list[str] = ()) -> dict:
     """The resolved run config for `overrides`, as run.py would see it."""
     return compose_many([list(overrides)])[0]
+
+
+def _override_key(override: str) -> str:
+    """The key or group an override names: `init.tol` of `++init.tol=0.1`, `base` of `base@x=he`."""
+    return override.lstrip("~+").partition("=")[0].partition("@")[0]
+
+
+def _selects_group(key: str, config_dir: Path) -> bool:
+    return "/" in key or (Path(config_dir) / key).is_dir()
+
+
+def _key_paths(cfg: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested config as a dotted path (`init`, `init.tol`, `networks.2`)."""
+    out = []
+    for key, value in cfg.items():
+        out.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            out += _key_paths(value, f"{prefix}{key}.")
+    return out
+
+
+def check_added_keys(jobs: list[list[str]], config_dir: Path = CONFIG_DIR, config_name: str = "config") -> None:
+    """Raise UserError for a `+key=value` or `++key=value` that adds a key the job's config does not have.
+
+    Hydra adds such a key without a word, and nothing reads it: `+epoch=3` is a
+    typo that trains the default budget under a new cell id. Group selections
+    (`+group=option`, `hydra/launcher=joblib`) and Hydra's own `hydra.` keys pass.
+    `jobs` are single-valued override lists (a sweep expanded into one list per job).
+    """
+    import difflib
+
+    def added(override: str) -> bool:
+        key = _override_key(override)
+        return override.startswith("+") and not key.startswith("hydra") and not _selects_group(key, config_dir)
+
+    if not any(added(o) for job in jobs for o in job):
+        return  # the usual command line composes nothing more
+    # Which keys a config has depends only on its group selections; compose each distinct set once.
+    selections = [tuple(o for o in job if _selects_group(_override_key(o), config_dir)) for job in jobs]
+    distinct = list(dict.fromkeys(selections))
+    keys = dict(zip(distinct, (set(_key_paths(c)) for c in compose_many(distinct, config_dir, config_name))))
+    for job, selection in zip(jobs, selections):
+        for override in filter(added, job):
+            key, value = _override_key(override), override.partition("=")[2]
+            if key in keys[selection]:
+                continue  # `++key` overrides it; Hydra itself refuses `+key` for a key that exists
+            # A sibling if the parent exists (`data.limit`: `data.train_limit`), never a depth (`networks.5`).
+            parent = key.rpartition(".")[0]
+            candidates = sorted(k for k in keys[selection] if not k.rpartition(".")[2].isdigit()
+                                and (parent not in keys[selection] or k.rpartition(".")[0] == parent))
+            close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
+            hint = (f"did you mean {close[0]}={value}?" if close
+                    else "nothing reads it (`python run.py --cfg job` lists the keys)")
+            raise UserError(f"{override} adds a key the config does not have; {hint}")
 
 
 def load_experiment(name: str) -> dict:

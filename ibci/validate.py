@@ -15,11 +15,12 @@ from . import campaign
 from .cli import CONFIG_DIR
 from .errors import UserError
 from .inits import BASES, UNIFORM_BIAS
-from .models import N_CLASSES
+from .models import N_CLASSES, hidden_widths
 
 INITS = ("vanilla", "lsuv", "ibci", "tie", "iim")
 CAMPAIGN_INITS = ("ibci", "tie", "iim")
 READINGS = ("paper", "authors")
+REGS = ("none", "nsr")
 PROTOCOLS = ("min", "heldout")
 DATASETS = ("mnist",)
 TRAIN_SIZE = 60000
@@ -64,16 +65,25 @@ def validate(cfg: dict, here: bool = True) -> None:
     `here`: the cell runs on this machine, so also check that it has what the
     config asks for (a CUDA GPU); a launcher that runs cells elsewhere passes False.
     """
+    try:
+        _validate(cfg, here)
+    except KeyError as e:  # a setting deleted on the command line (`~seeds`)
+        raise UserError(f"the config has no {e.args[0]!r}, which a run needs (deleted with ~?)") from None
+
+
+def _validate(cfg: dict, here: bool) -> None:
     _one_of("base", cfg["base"]["name"], BASES)
     _one_of("init", cfg["init"]["name"], INITS)
     _one_of("data", cfg["data"]["name"], DATASETS)
     _one_of("protocol", cfg["protocol"], PROTOCOLS)
     if cfg["depth"] not in cfg["networks"]:
         raise UserError(f"depth={cfg['depth']!r} is not one of: {', '.join(map(str, cfg['networks']))}")
-    hidden = cfg["networks"][cfg["depth"]]
-    if not isinstance(hidden, list) or not all(type(w) is int and w > 0 for w in hidden):
-        raise UserError(f"networks.{cfg['depth']}={hidden!r} must be a list of positive integer widths")
+    name = "hidden" if cfg.get("hidden") is not None else f"networks.{cfg['depth']}"
+    hidden = hidden_widths(cfg)
+    if not hidden or not all(type(w) is int and w > 0 for w in hidden):
+        raise UserError(f"{name}={hidden!r} must be a list of positive integer widths")
     widths = [*hidden, N_CLASSES]  # of every layer after the input; their number is the depth
+    _check_reg(cfg.get("reg", {"name": "none"}), len(widths))
     for key in ("seeds", "epochs", "batch_size"):
         _positive_int(key, cfg[key])
     if isinstance(cfg["seed_offset"], bool) or not isinstance(cfg["seed_offset"], int) or cfg["seed_offset"] < 0:
@@ -117,6 +127,22 @@ def validate(cfg: dict, here: bool = True) -> None:
         _one_of("init.orthogonal_scope", init["orthogonal_scope"], ("global", "per_class"))
         _one_of("init.reading", init["reading"], READINGS)
         _check_campaign_layers(init, widths)
+
+
+def _check_reg(reg: dict, n_layers: int) -> None:
+    _one_of("reg", reg["name"], REGS)
+    if reg["name"] != "nsr":
+        return
+    _positive_int("reg.queue_batches", reg["queue_batches"])
+    _positive_int("reg.layers", reg["layers"])
+    if reg["layers"] > n_layers:
+        raise UserError(f"reg.layers={reg['layers']} but the network has {n_layers} layers")
+    lam = reg["lambda"]
+    lams = lam if isinstance(lam, list) else [lam]
+    if not all(_is_number(v) and v >= 0 for v in lams):
+        raise UserError(f"reg.lambda={lam!r} must be a non-negative number or a list of them")
+    if isinstance(lam, list) and len(lam) != reg["layers"]:
+        raise UserError(f"reg.lambda={lam!r} has {len(lam)} values but reg.layers={reg['layers']}")
 
 
 def _check_campaign_layers(init: dict, widths: list[int]) -> None:

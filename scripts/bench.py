@@ -132,10 +132,11 @@ def peak_rss_depth3_cell(threads: int | None) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--experiment", default="table1", help="whose stacking to measure (table1 or table2)")
-    ap.add_argument("--data", default=os.environ.get("IBCI_DATA", str(ROOT / "data")))
+    ap.add_argument("--data", default=os.environ.get("IBCI_DATA", str(ROOT / "data")),
+                    help="MNIST data root (default: $IBCI_DATA, else data/)")
     args = ap.parse_args()
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from ibci import records, tables, verdict  # noqa: E402
-from ibci.cli import ROOT, compose, compose_many, load_experiment, report_user_errors  # noqa: E402
+from ibci.cli import ROOT, check_added_keys, compose, compose_many, load_experiment, report_user_errors  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
 
 
@@ -45,8 +45,8 @@ def budget_words(cfg: dict, spec: dict) -> str:
 
 @report_user_errors
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+    if not argv or "-h" in argv or "--help" in argv:
+        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     spec = load_experiment(argv[0])
     if "columns" not in spec:
@@ -54,7 +54,9 @@ def main(argv: list[str]) -> int:
     overrides = argv[1:]
     base_cfg = compose(overrides)
     cells = verdict.cells(spec, base_cfg["seeds"], base_cfg["epochs"])
-    cfgs = compose_many([[*overrides, *c["overrides"]] for c in cells])
+    jobs = [[*overrides, *c["overrides"]] for c in cells]
+    check_added_keys(jobs)  # an added key changes every cell id: the records would all be "missing"
+    cfgs = compose_many(jobs)
     results_dir = Path(base_cfg["results_dir"])
     records.require_runs(results_dir)
     found = [(c, records.read_record(results_dir / "runs" / records.cell_id(cfg))) for c, cfg in zip(cells, cfgs)]

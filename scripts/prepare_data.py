@@ -20,7 +20,7 @@ from ibci.errors import DataError, UserError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="data", help="data root; files go to <root>/MNIST/raw/ (default: data)")
     parser.add_argument("--no-download", action="store_true", help="never fall back to a torchvision download")
     args = parser.parse_args(argv)

@@ -17,14 +17,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ibci.cli import INTERRUPTED, compose_many, experiment_jobs, load_experiment, report_user_errors  # noqa: E402
+from ibci.cli import (  # noqa: E402
+    INTERRUPTED,
+    check_added_keys,
+    compose_many,
+    experiment_jobs,
+    load_experiment,
+    report_user_errors,
+)
+from ibci.errors import UserError  # noqa: E402
 
 
 @report_user_errors
 def main(argv: list[str]) -> None:
+    if "-h" in argv or "--help" in argv:
+        print(__doc__.strip())
+        sys.exit(0)
     if not argv or "=" in argv[0]:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(2)
+    flags = [a for a in argv if a.startswith("-")]
+    if flags:
+        raise UserError(f"{flags[0]} is not an option of scripts/sweep.py (it takes an experiment and overrides; "
+                        "see --help)")
     # torch loads here, inside the Ctrl-C handler below
     from ibci.runner import run_cells
     from ibci.validate import check_group_options
@@ -32,7 +47,9 @@ def main(argv: list[str]) -> None:
     spec = load_experiment(argv[0])
     overrides = argv[1:]
     check_group_options(overrides)
-    cfgs = compose_many(experiment_jobs(spec, overrides))
+    jobs = experiment_jobs(spec, overrides)
+    check_added_keys(jobs)
+    cfgs = compose_many(jobs)
     print(f"{spec['name']}: {len(cfgs)} cells, {cfgs[0]['seeds']} seeds x {cfgs[0]['epochs']} epochs each")
     user_stack = any(o.startswith("stack_cells=") for o in overrides)
     run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells", cfgs[0]["stack_cells"]))

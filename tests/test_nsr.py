@@ -107,3 +107,41 @@ def test_intra_class_variance_by_hand():
     y = torch.tensor([0, 0, 1])
     # class 0: unit vars 1.0 and 0.0; class 1: a single sample, var 0 -> mean of [1, 0, 0, 0]
     assert float(intra_class_variance(logits, y)) == 0.25
+
+
+def test_new_settings_keep_earlier_cells_ids_and_name_new_cells():
+    from ibci import records
+    from ibci.cli import compose
+
+    plain = compose(["init=ibci", "depth=3"])
+    assert "reg" not in records.identity(plain) and "hidden" not in records.identity(plain)
+    # The id a depth-3 IBCI cell had before `reg` and `hidden` existed (Table 1's runs keep theirs).
+    before = {k: v for k, v in plain.items() if k not in ("reg", "hidden")}
+    assert records.cell_id(before) == records.cell_id(plain)
+    nsr = compose(["net=mlp6", "method=ibci_nsr"])
+    assert records.cell_id(nsr).startswith("xavier-ibci+nsr-h256x128x64x32-mnist-")
+    assert records.cell_id(compose(["net=mlp6", "method=ibci_nsr", "reg.lambda=1"])) != records.cell_id(nsr)
+
+
+def test_each_network_carries_its_official_lambda():
+    from ibci.cli import compose
+
+    official = {"mlp3": 0.02475, "mlp4": 7.4865, "mlp6": 0.0538, "mlp8": 0.2542, "mlp10": 0.4158}
+    for net, lam in official.items():
+        cfg = compose([f"net={net}", "method=nsr"])
+        assert cfg["reg"] == {"name": "nsr", "lambda": lam, "queue_batches": 5, "layers": 1}
+    assert compose(["net=mlp10"])["hidden"] == [256, 128, 64, 64, 32, 32, 16, 16]
+
+
+def test_a_cell_with_nsr_trains_end_to_end(small_cfg):
+    import csv
+    from pathlib import Path
+
+    from ibci import runner
+
+    cfg = small_cfg("net=mlp4", "method=nsr", "reg.lambda=0.05", "lr=0.01", "protocol=heldout", "epochs=2",
+                    "data.train_limit=1000")
+    (rec,) = runner.run_cells([cfg], log=lambda line: None)
+    assert rec["cell"]["reg"] == "nsr" and rec["cell"]["net"] == "h256x100"
+    rows = list(csv.DictReader((Path(cfg["results_dir"]) / "runs" / rec["cell_id"] / "metrics.csv").open()))
+    assert {"test_intra_var", "val_intra_var"} <= set(rows[0]) and float(rows[-1]["test_intra_var"]) > 0
