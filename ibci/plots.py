@@ -1,11 +1,17 @@
-"""Figures of the reproduction; each function returns a matplotlib Figure and saves nothing.
+"""Figures of the reproduction: each figure function returns a matplotlib Figure; `save_figure` writes one.
 
 Figures are built on the Agg canvas directly rather than through pyplot: no
 global backend switch (a notebook importing this keeps its own), and no figure
-registry that keeps every figure of a long script alive.
+registry that keeps every figure of a long script alive. Every title states
+the budget the numbers come from, and every legend sits outside the data.
 """
 
 from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,12 +21,44 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .tables import display
+from .tables import budget_words, display
 
 # One colour per init in every figure, so IBCI is the same colour in the curves and the bars.
 INIT_ORDER = ("vanilla", "lsuv", "ibci", "tie", "iim")
 STYLE = "whitegrid"
 PANEL_SIZE = (4.2, 3.2)  # inches per panel
+FIGURE_FORMATS = ("png", "pdf")  # PNG to look at, PDF for a paper
+DPI = 120
+# Learning curves: a narrow log panel shows the first epochs (from ~90% at epoch 0), a wide
+# linear one the rest; the split is at least ZOOM_FRACTION of the run, and late enough that every
+# mean curve has come down to ZOOM_FACTOR times its minimum.
+ZOOM_FRACTION = 0.1
+ZOOM_FACTOR = 2.0
+
+
+def save_figure(fig: Figure, path, formats=FIGURE_FORMATS) -> list[Path]:
+    """Write `fig` as <path without suffix>.<format> for each format; returns the paths written.
+
+    Each file is written to a temporary file beside it, then renamed:
+    readers never see half a figure, and an interrupted write leaves nothing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{fmt}")
+        os.close(fd)
+        try:
+            # No creation date in the PDF: the same figure gives the same bytes.
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata={"CreationDate": None} if fmt == "pdf" else None)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written
 
 
 def init_colors(inits) -> dict:
@@ -43,73 +81,158 @@ def _figure(n_rows: int, n_cols: int, panel_size=PANEL_SIZE, **subplot_kw):
     return fig, axes
 
 
-def _empty(fig: Figure, ax, xlabel: str, ylabel: str, title: str) -> Figure:
+def _budget_line(frame: pd.DataFrame, protocol=None) -> str | None:
+    """The budget a frame's records were trained with, from the attrs ibci.tables puts on it.
+
+    None for a frame that did not come from ibci.tables (a notebook's own
+    curves): its caller's title has to say the budget.
+    """
+    if "budget" not in frame.attrs:
+        return None
+    return budget_words(frame.attrs["budget"], frame.attrs.get("protocol", protocol))
+
+
+def _empty(xlabel: str, ylabel: str, title: str) -> Figure:
+    fig, axes = _figure(1, 1, panel_size=(7.0, 3.2))
+    ax = axes[0, 0]
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.text(0.5, 0.5, "no finished cells yet", ha="center", va="center", transform=ax.transAxes)
     ax.plot([], [], label="no data")
-    ax.legend(loc="upper right")
+    fig.legend(loc="outside lower center")
     fig.suptitle(title)
     return fig
 
 
-def learning_curves(curves: pd.DataFrame, title: str = "Learning curves", log_y: bool = True) -> Figure:
+def _zoom_start(means: list[pd.Series]) -> int | None:
+    """The epoch where the wide linear panel starts: ZOOM_FRACTION of the run, or later if some mean
+    curve is still above ZOOM_FACTOR times its minimum (it would squash the others).
+
+    None when that is past half of the run (a short run has nothing to zoom
+    into): the curves are then drawn whole on a log axis.
+    """
+    last = max(int(m.index.max()) for m in means)
+    start = max(1, math.ceil(ZOOM_FRACTION * last))
+    for m in means:
+        above = m.index[m.to_numpy() > ZOOM_FACTOR * m.min()]
+        if len(above):
+            start = max(start, int(above.max()) + 1)
+    return start if start <= last // 2 else None
+
+
+def _log_percent(ax) -> None:
+    ax.set_yscale("log")
+    # Plain numbers (2, 5, 10, 20, 50) read better than 2x10^0 for percentages.
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+    ax.yaxis.grid(True, which="minor", lw=0.5)  # a range within one decade has no major tick
+
+
+def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Figure:
     """Test error vs epoch: mean over seeds with a ±1 std band (ddof=1), one line per init.
 
-    `curves` is long: base, depth, init, seed, epoch, test_error (percent).
-    One panel per (base, depth): bases down, depths across. Epoch 0 is the
-    init before training; with a log y axis its ~90% error and the ~2% at the
-    end are both readable.
+    `curves` is long: base, depth, init, seed, epoch, test_error (percent), as
+    `ibci.tables.curves_frame` builds it (its attrs give the budget for the
+    title). One panel pair per (base, depth), bases down, depths across: a
+    narrow log panel with the first epochs (at least a tenth of the run), from
+    the init alone at epoch 0 (~90%) down to twice each curve's lowest error,
+    and beside it the rest of training on a linear axis whose range covers
+    only those epochs, where the inits differ by tenths of a point. A run too short for that (the smoke budget's one
+    epoch) gets one log panel per cell. One legend for the figure, below it;
+    a panel whose cell has fewer seeds than the others says so in its title.
     """
     xlabel, ylabel = "epoch", "test error (%)"
+    budget_line = _budget_line(curves)
+    full_title = f"{title}\n" + (f"{budget_line}; " if budget_line else "") + "mean ± std over seeds (ddof=1)"
     if curves.empty:
-        fig, axes = _figure(1, 1)
-        return _empty(fig, axes[0, 0], xlabel, ylabel, title)
+        return _empty(xlabel, ylabel, f"{title}\n{budget_line}" if budget_line else title)
     bases = list(dict.fromkeys(curves["base"]))
     depths = sorted(curves["depth"].unique())
-    colors = init_colors(curves["init"])
-    fig, axes = _figure(len(bases), len(depths), sharex=True)
-    for i, base in enumerate(bases):
-        for j, depth in enumerate(depths):
-            ax = axes[i, j]
-            panel = curves[(curves["base"] == base) & (curves["depth"] == depth)]
-            for init in _ordered_inits(panel["init"]):
-                g = panel[panel["init"] == init].groupby("epoch")["test_error"]
-                mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
-                n = panel.loc[panel["init"] == init, "seed"].nunique()
-                low = (mean - std).clip(lower=mean.min() * 0.5) if log_y else mean - std
-                ax.plot(mean.index, mean.values, color=colors[init], lw=1.5, label=f"{display(init)} (n={n})")
-                ax.fill_between(mean.index, low.values, (mean + std).values, color=colors[init], alpha=0.2, lw=0)
-            if log_y:
-                ax.set_yscale("log")
-                # Plain numbers (2, 5, 10, 20, 50) read better than 2x10^0 for percentages.
-                ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-                ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
-                ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-            ax.set_title(f"{display(base)}, depth {depth}")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            if ax.has_data():
-                ax.legend(loc="upper right", fontsize="small")
-    fig.suptitle(f"{title} (mean ± std over seeds, ddof=1)")
+    inits = _ordered_inits(curves["init"])
+    colors = init_colors(inits)
+    summary = {}  # (base, depth, init) -> (mean, std, n) over seeds per epoch
+    for (base, depth, init), g in curves.groupby(["base", "depth", "init"], sort=False):
+        per_epoch = g.groupby("epoch")["test_error"]
+        summary[(base, depth, init)] = (per_epoch.mean(), per_epoch.std(ddof=1).fillna(0.0), g["seed"].nunique())
+    last = int(curves["epoch"].max())
+    zoom = _zoom_start([mean for mean, _, _ in summary.values()])
+    # The seeds a cell asked for (or, without a budget, the most any cell has); fewer is said in the panel's title.
+    n_full = (curves.attrs.get("budget") or {}).get("seeds", max(n for _, _, n in summary.values()))
+
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(PANEL_SIZE[0] * 1.15 * len(depths), PANEL_SIZE[1] * len(bases) + 0.9),
+                     layout="constrained")
+        FigureCanvasAgg(fig)
+        subfigs = fig.subfigures(len(bases), len(depths), squeeze=False)
+        for i, base in enumerate(bases):
+            for j, depth in enumerate(depths):
+                sub = subfigs[i, j]
+                if zoom is None:
+                    panels = [sub.subplots()]
+                else:
+                    panels = list(sub.subplots(1, 2, width_ratios=[1, 3]))
+                cell = [(init, *summary[(base, depth, init)]) for init in inits if (base, depth, init) in summary]
+                for k, ax in enumerate(panels):
+                    first = zoom is not None and k == 0
+                    log_axis = zoom is None or first
+                    lo_epoch, hi_epoch = (0, zoom) if first else (zoom or 0, last)
+                    tops, bottoms = [], []
+                    for init, mean, std, _ in cell:
+                        m = mean.loc[lo_epoch:hi_epoch]
+                        sd = std.loc[lo_epoch:hi_epoch]
+                        low = (m - sd).clip(lower=m.min() * 0.5) if log_axis else m - sd
+                        ax.plot(m.index, m.values, color=colors[init], lw=1.5, label=display(init))
+                        ax.fill_between(m.index, low.values, (m + sd).values, color=colors[init], alpha=0.2, lw=0)
+                        tops.append(float((m + sd).max()))
+                        bottoms.append(float(low.min()))
+                    ax.set_xlim(lo_epoch, hi_epoch)  # no margin: no tick past the last epoch
+                    ax.xaxis.set_major_locator(
+                        ticker.MaxNLocator(nbins=2 if first else 5, integer=True, steps=[1, 2, 2.5, 5, 10]))
+                    if i == len(bases) - 1:
+                        ax.set_xlabel(xlabel)
+                    if log_axis:
+                        _log_percent(ax)
+                        if j == 0:
+                            ax.set_ylabel(ylabel)
+                    else:
+                        # Its own scale, on the right: the pair reads as one axis broken at `zoom`.
+                        pad = 0.05 * (max(tops) - min(bottoms))
+                        ax.set_ylim(min(bottoms) - pad, max(tops) + pad)
+                        ax.yaxis.tick_right()
+                short = [f"{display(init)} n = {n}" for init, _, _, n in cell if n != n_full]
+                sub.suptitle(f"{display(base)}, depth {depth}" + (f" ({', '.join(short)})" if short else ""),
+                             fontsize="medium")
+    if zoom is not None:
+        full_title += f"\neach panel: epochs 0–{zoom} on a log scale (left), {zoom}–{last} on a linear one (right)"
+    handles = [Line2D([], [], color=colors[i], lw=1.5, label=display(i)) for i in inits]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.suptitle(full_title)
     return fig
 
 
 def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -> Figure:
     """Each cell's error (mean ± std) beside the paper's, one panel per base.
 
-    `table` is the tidy frame of `ibci.tables.build_table`. Depths along x,
-    one slot per init: ours filled, the paper's open, both with ±1 std bars.
-    Flagged cells (missing seeds, diverged seeds) carry a dagger.
+    `table` is the tidy frame of `ibci.tables.build_table` (its attrs give the
+    budget for the title). Depths along x, one slot per init: ours filled,
+    the paper's open, both with ±1 std bars. Flagged cells (missing seeds,
+    diverged seeds) carry a dagger. The legend sits below the panels.
     """
     protocols = table["protocol"].dropna().unique() if "protocol" in table else []
-    heldout = len(protocols) == 1 and protocols[0] == "heldout"
-    ylabel = "test error at selected epoch (%)" if heldout else "minimal test error (%)"
+    protocol = protocols[0] if len(protocols) == 1 else None
+    ylabel = "test error at selected epoch (%)" if protocol == "heldout" else "minimal test error (%)"
     xlabel = "depth (layers)"
+    budget_line = _budget_line(table, protocol)
+    if budget_line:
+        known = bool(table.attrs.get("budget")) and len(table) > 0 and "n_expected" in table
+        n = int(table["n_expected"].iloc[0]) if known else None
+        seeds = "" if n is None else f"; mean ± std over n = {n} seed{'' if n == 1 else 's'} per cell (ddof=1)"
+        title = f"{title}\n{budget_line}{seeds}"
     if table.empty:
-        fig, axes = _figure(1, 1)
-        return _empty(fig, axes[0, 0], xlabel, ylabel, title)
+        return _empty(xlabel, ylabel, title)
     bases = list(dict.fromkeys(table["base"]))
     depths = sorted(table["depth"].unique())
     inits = _ordered_inits(table["init"])
@@ -141,7 +264,8 @@ def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -
     ]
     if flagged_any:
         handles.append(Line2D([], [], ls="", marker="$†$", color="black", label="flagged (see table)"))
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    # Below the panels, clear of the title and of the data.
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small", frameon=False)
     fig.suptitle(title)
     return fig
 
@@ -170,6 +294,6 @@ def information_plane(iim, tie, picked_mask, title: str) -> Figure:
                label=f"elected ({picked.sum()})")
     ax.set_xlabel("IIM score (activation²)")
     ax.set_ylabel("TIE score (normalized over the pool, no unit)")
-    ax.legend(loc="best")
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)  # below the axes: a pool fills the plane
     ax.set_title(title)
     return fig

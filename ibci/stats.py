@@ -1,9 +1,10 @@
 """Statistics for comparing cells: plain functions over arrays of per-seed values.
 
 Every spread is the sample standard deviation (ddof=1), as the tables print it.
-A group of fewer than two seeds has no spread: its std, bootstrap interval and
-Welch p-value are NaN rather than an error, so a partly finished sweep still
-tabulates (the tables flag such cells).
+A group of fewer than two seeds has no spread: its std and Welch p-value are
+NaN rather than an error, so a partly finished sweep still tabulates (the
+tables flag such cells). A bootstrap interval needs three seeds in each group
+(`bootstrap_diff_ci` says why); below that it is NaN too, shown as n/a.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from scipy import stats as sps
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+BOOTSTRAP_MIN_N = 3  # fewest seeds per group for which a bootstrap interval is reported
 
 
 class Summary(NamedTuple):
     mean: float
     std: float  # ddof=1; NaN when n < 2
     n: int
+
+    def __str__(self) -> str:
+        """`2.50 ± 1.29 (n = 4)`; without a spread, `1.93 (n = 1)`, never `± nan`."""
+        if self.n == 0:
+            return "no values (n = 0)"
+        spread = "" if math.isnan(self.std) else f" ± {self.std:.2f}"
+        return f"{self.mean:.2f}{spread} (n = {self.n})"
 
 
 def _values(x) -> np.ndarray:
@@ -57,11 +66,19 @@ def bootstrap_diff_ci(
     The seeds of each group are resampled with replacement, each group on its
     own (the groups are independent runs, not paired by seed). The generator
     is seeded from `seed` so that a table is the same every time it is built.
-    Returns (NaN, NaN) when either group has fewer than two values: one seed
-    resampled is always itself, which would fake a certainty the data lack.
+
+    Returns (NaN, NaN) when either group has fewer than BOOTSTRAP_MIN_N = 3
+    values, because the interval would claim a certainty the data lack. One
+    seed resampled is always itself: zero width. Two seeds [a1, a2] resample
+    to only three distinct means, a1, (a1 + a2) / 2 and a2, with
+    probabilities 1/4, 1/2, 1/4, so the 95% interval of that group's mean is
+    just [min, max] of its two values: about 1.1 sigma wide on average, where
+    an honest 95% interval for the mean of two draws (Student t, 1 degree of
+    freedom) is 12.7 standard errors, about 9 sigma, on either side. From three
+    seeds on a group has 10 distinct resampled means.
     """
     a, b = _values(a), _values(b)
-    if a.size < 2 or b.size < 2:
+    if a.size < BOOTSTRAP_MIN_N or b.size < BOOTSTRAP_MIN_N:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means_a = a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1)

@@ -4,8 +4,10 @@
 of its cells and the paper's numbers into one row per cell (the CSV is that
 frame as it is). `to_markdown` and `to_latex` lay the frame out as the paper
 does: one row per (base, depth), one column per init, each cell
-"mean ± std (best epoch)", with the paper's value beside ours, then how far we
-are from the paper and how each init compares with the baseline.
+"mean ± std (best epoch)", with the paper's value beside ours (below it in the
+LaTeX, to fit a page's width), then how far we are from the paper and how each
+init compares with the baseline. Every output states the protocol, the budget
+(seeds x epochs, training images) and n.
 
 Every number is the test error in percent. Spreads are sample standard
 deviations (ddof=1). A cell with fewer seeds than the grid asks for, or with a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -46,6 +49,11 @@ PROTOCOLS = {
 EPOCH_WORDS = {"min": "best epoch", "heldout": "selected epoch"}
 
 PAPER_SOURCE = "Mao et al. (CIKM 2021)"
+
+# MNIST's training images and the part the heldout protocol keeps back, as ibci.validate has them
+# (TRAIN_SIZE, HELDOUT_SIZE; not imported from there: validate imports torch, a table needs none of it).
+TRAIN_IMAGES = 60000
+HELDOUT_IMAGES = 10000
 
 STAT_COLUMNS = [
     "protocol", "n", "n_expected", "n_diverged", "n_failed",
@@ -115,8 +123,8 @@ def _paper_index(paper: pd.DataFrame, keys: list[str]) -> dict[tuple, dict]:
     return out
 
 
-def _check_comparable(found: list[dict]) -> str | None:
-    """The one protocol of a table's records; a table never mixes protocols or budgets."""
+def _check_comparable(found: list[dict]) -> tuple[str | None, dict | None]:
+    """The one protocol and the one budget of a table's records; a table never mixes protocols or budgets."""
     protocols = sorted({r["cell"]["protocol"] for r in found})
     if len(protocols) > 1:
         raise UserError(f"the records mix protocols {protocols}; tabulate one protocol at a time")
@@ -124,7 +132,32 @@ def _check_comparable(found: list[dict]) -> str | None:
     if len(budgets) > 1:
         shown = "; ".join(f"{cid}: {b}" for b, cid in budgets.items())
         raise UserError(f"the records have different budgets ({shown}); a table compares equal budgets only")
-    return protocols[0] if protocols else None
+    return (protocols[0], dict(found[0]["budget"])) if found else (None, None)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def budget_words(budget: dict | None, protocol: str | None = None, *, times: str = "×",
+                 detail: bool = False) -> str:
+    """What the cells were trained with, e.g. `5 seeds × 100 epochs, 60,000 training images`.
+
+    `budget` is a record's budget (seeds, epochs, train_limit, batch_size,
+    lr); a train_limit of None means every training image the protocol
+    leaves (the heldout protocol keeps 10,000 back). `detail` adds the batch
+    size and learning rate.
+    """
+    if not budget:
+        return "budget unknown (no finished cells)"
+    images = budget.get("train_limit")
+    if images is None:
+        images = TRAIN_IMAGES - (HELDOUT_IMAGES if protocol == "heldout" else 0)
+    text = f"{_count(budget['seeds'], 'seed')} {times} {_count(budget['epochs'], 'epoch')}, "
+    text += _count(images, "training image")
+    if detail and "batch_size" in budget and "lr" in budget:
+        text += f" (batch {budget['batch_size']}, lr {budget['lr']:g})"
+    return text
 
 
 def _flag(rec: dict | None, n_expected: int, n_diverged: int, n_failed: int = 0) -> str:
@@ -165,7 +198,7 @@ def build_table(
     diverged or failed (best error >= `failed_error`) are counted, not averaged.
     """
     keys = key_columns(spec)
-    protocol = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
+    protocol, budget = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
     paper_rows = _paper_index(paper, keys)
     baseline = spec.get("baseline")
     column_pos = len(keys) - 1
@@ -229,6 +262,8 @@ def build_table(
                     "within_2std": "boolean"})
     df["protocol"] = df["protocol"].astype("string")
     df.attrs["bootstrap"] = {"n_resamples": n_resamples, "seed": seed, "level": stats.CI_LEVEL}
+    # The renderers and figures state it; the CSV carries it in each cell_id (s5e100).
+    df.attrs["budget"] = budget
     return df
 
 
@@ -239,9 +274,11 @@ def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tu
     `metrics` maps a cell key to its metrics.csv as read. Diverged and failed
     seeds are left out, as in the tables: a diverged seed's NaN tail would
     otherwise make the mean curve switch between different sets of seeds.
+    The frame's attrs carry the records' protocol and budget, for the figure's title.
     """
     keys = key_columns(spec)
     columns = [*keys, "seed", "epoch", "test_error"]
+    protocol, budget = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
     parts = []
     for key in table_cells(spec):
         rec, m = records.get(key), metrics.get(key)
@@ -251,9 +288,9 @@ def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tu
         part = m.loc[~m["seed"].isin(left_out), ["seed", "epoch", "test_error"]]
         part = part.sort_values(["seed", "epoch"], kind="stable").assign(**dict(zip(keys, key)))
         parts.append(part[columns])
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    out.attrs.update(protocol=protocol, budget=budget)
+    return out
 
 
 def to_csv(df: pd.DataFrame) -> str:
@@ -301,6 +338,7 @@ class _Style:
         self.pm = " $\\pm$ " if latex else " ± "
         self.dagger = "$^\\dagger$" if latex else " †"
         self.minus = "$-$" if latex else "−"
+        self.times = "$\\times$" if latex else "×"
 
     def text(self, s: str) -> str:
         return "".join(_TEX_ESCAPES.get(ch, ch) for ch in s) if self.latex else s
@@ -311,12 +349,15 @@ class _Style:
 
     def p(self, p) -> str:
         s = _pvalue(p)
-        if s == "n/a":
-            return s
+        if s == "n/a":  # Welch's test needs two seeds a side
+            return "$p$ n/a" if self.latex else "p n/a"
         return f"$p {s}$" if self.latex else f"p {s}"
 
 
 def _mean_std(st: _Style, mean, std) -> str:
+    """`2.03 ± 0.09`; a single seed has no std, so its mean stands alone (never `± nan`)."""
+    if _isnan(std):
+        return st.number(_num(mean))
     return f"{st.number(_num(mean))}{st.pm}{_num(std)}"
 
 
@@ -326,7 +367,10 @@ def _ours_cell(st: _Style, r: dict) -> str:
         return "missing" + mark
     if r["n"] == 0:
         return "n/a" + mark
-    return f"{_mean_std(st, r['err_mean'], r['err_std'])} ({_num(r['best_epoch_mean'], 0)}){mark}"
+    epoch = _num(r["best_epoch_mean"], 0)
+    if r["n"] == 1:  # says why there is no std
+        return f"{_mean_std(st, r['err_mean'], r['err_std'])} ({epoch}; n = 1){mark}"
+    return f"{_mean_std(st, r['err_mean'], r['err_std'])} ({epoch}){mark}"
 
 
 def _paper_cell(st: _Style, r: dict) -> str:
@@ -370,7 +414,7 @@ def _summary_words(df: pd.DataFrame, spec: dict, st: _Style) -> dict:
     else:
         protocol_text = f"{st.text(protocol)} ({st.text(PROTOCOLS.get(protocol, 'as the records say'))})"
     n_expected = int(df["n_expected"].iloc[0]) if len(df) else 0
-    n_text = f"n = {n_expected} seeds per cell"
+    n_text = f"n = {n_expected} seed{'' if n_expected == 1 else 's'} per cell"
     flagged = [r for r in df.to_dict("records") if r["flag"]]
     if flagged:
         n_text += f", except the flagged cells{st.dagger} (their n below)"
@@ -378,7 +422,9 @@ def _summary_words(df: pd.DataFrame, spec: dict, st: _Style) -> dict:
         st.text(f"{_cell_name(spec, r)}: {r['flag']}" + ("" if r["flag"] == "missing" else f" (n = {r['n']})"))
         for r in flagged
     ]
-    return dict(protocol=protocol_text, epoch=EPOCH_WORDS.get(protocol, "best epoch"), n=n_text, flagged=flagged_text)
+    budget = budget_words(df.attrs.get("budget"), protocol, times=st.times, detail=True)  # nothing to escape
+    return dict(protocol=protocol_text, epoch=EPOCH_WORDS.get(protocol, "best epoch"), n=n_text, flagged=flagged_text,
+                budget=budget)
 
 
 def _bootstrap_words(df: pd.DataFrame) -> str:
@@ -388,31 +434,47 @@ def _bootstrap_words(df: pd.DataFrame) -> str:
     return f"seeded bootstrap, {b['n_resamples']} resamples of the seeds within each cell, seed {b['seed']}"
 
 
-def _significance_rows(df: pd.DataFrame, spec: dict, st: _Style) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the baseline comparison: the baseline's value, then diff [CI], p per other column."""
+def _ci(st: _Style, r: dict) -> str:
+    if _isnan(r["ci_low"]) or _isnan(r["ci_high"]):
+        return "[n/a]"  # fewer than stats.BOOTSTRAP_MIN_N seeds in a cell
+    return f"[{st.number(_signed(r['ci_low']))}, {st.number(_signed(r['ci_high']))}]"
+
+
+def _significance(df: pd.DataFrame, spec: dict, st: _Style) -> tuple[list, list[tuple]]:
+    """The baseline comparison: the other columns, then per table row
+    (labels, baseline's mean ± std, its n, its dagger, and (diff, CI, p) or None per other column)."""
     baseline = spec["baseline"]
     others = [c for c in spec["grid"][spec["column"]] if c != baseline]
-    name = st.text(display(baseline))
-    header = [*(st.text(k.capitalize()) for k in spec["rows"]), f"{name} (ours)"]
-    header += [f"{st.text(display(c))} {st.minus} {name}" for c in others]
-    body = []
+    rows = []
     for labels, cells in _layout(df, spec):
         b = cells[baseline]
+        mark = st.dagger if b["flag"] else ""
         if b["flag"] == "missing":
-            base_text = "missing" + st.dagger
+            base, n = "missing", ""
         else:
-            mark = st.dagger if b["flag"] else ""
-            base_text = f"{_mean_std(st, b['err_mean'], b['err_std'])} (n = {b['n']}){mark}"
-        row = [*(st.text(x) for x in labels), base_text]
-        for c in others:
-            r = cells[c]
-            if _isnan(r["diff_vs_baseline"]):
-                row.append("n/a")
-                continue
-            ci = f"[{st.number(_signed(r['ci_low']))}, {st.number(_signed(r['ci_high']))}]"
-            row.append(f"{st.number(_signed(r['diff_vs_baseline']))} {ci}, {st.p(r['p_welch'])}")
-        body.append(row)
-    return header, body
+            base, n = _mean_std(st, b["err_mean"], b["err_std"]), f"n = {b['n']}"
+        comparisons = [
+            None if _isnan(cells[c]["diff_vs_baseline"])
+            else (st.number(_signed(cells[c]["diff_vs_baseline"])), _ci(st, cells[c]), st.p(cells[c]["p_welch"]))
+            for c in others
+        ]
+        rows.append(([st.text(x) for x in labels], base, n, mark, comparisons))
+    return others, rows
+
+
+def _significance_header(spec: dict, st: _Style, others: list) -> list[str]:
+    name = st.text(display(spec["baseline"]))
+    return [*(st.text(k.capitalize()) for k in spec["rows"]), f"{name} (ours)",
+            *(f"{st.text(display(c))} {st.minus} {name}" for c in others)]
+
+
+def _caption_title(title: str) -> str:
+    """A table's title as a caption's first sentence: `Table 1: minimal ...` names the paper's table it reproduces."""
+    m = re.match(r"(Table\s+\S+):\s*(.+)", title)
+    if m is None:
+        return title
+    what = m[2][0].upper() + m[2][1:]
+    return f"{what}, ours and as printed in {m[1]} of {PAPER_SOURCE}"
 
 
 def to_markdown(df: pd.DataFrame, spec: dict) -> str:
@@ -432,6 +494,7 @@ def to_markdown(df: pd.DataFrame, spec: dict) -> str:
         f"## {spec.get('title', spec.get('name', 'Table'))}",
         "",
         f"Protocol: {words['protocol']}.",
+        f"Budget: {words['budget']}.",
         f"Each cell is the test error in % as mean ± std over seeds (std with ddof=1), "
         f"with the mean {words['epoch']} in parentheses; {words['n']}.",
         f"Paper: the values printed in {PAPER_SOURCE}.",
@@ -467,18 +530,23 @@ def to_markdown(df: pd.DataFrame, spec: dict) -> str:
         lines.append(md_row([*labels, *values]))
 
     if spec.get("baseline") is not None:
-        header, body = _significance_rows(df, spec, st)
+        others, body = _significance(df, spec, st)
+        header = _significance_header(spec, st, others)
         lines += [
             "",
             f"### Significance vs {display(spec['baseline'])}",
             "",
-            f"Difference of mean errors in percentage points, with a 95% CI ({_bootstrap_words(df)}) "
-            "and the p-value of Welch's t-test.",
+            f"Difference of mean errors in percentage points, with a 95% CI ({_bootstrap_words(df)}; "
+            f"n/a when either cell has fewer than {stats.BOOTSTRAP_MIN_N} seeds, where a bootstrap interval is "
+            "falsely narrow) and the p-value of Welch's t-test.",
             "",
             md_row(header),
             md_rule(len(spec["rows"]), len(header) - len(spec["rows"])),
-            *(md_row(r) for r in body),
         ]
+        for labels, base, n, mark, comparisons in body:
+            base_text = f"{base} ({n}){mark}" if n else base + mark
+            values = ["n/a" if c is None else f"{c[0]} {c[1]}, {c[2]}" for c in comparisons]
+            lines.append(md_row([*labels, base_text, *values]))
     return "\n".join(lines) + "\n"
 
 
@@ -486,59 +554,100 @@ def _tex_row(cells) -> str:
     return " & ".join(cells) + r" \\"
 
 
-def _tex_note(text: str) -> str:
-    return r"{\footnotesize " + text + r"\par}"
+# Shrinks a tabular to the line width only when it is wider (graphicx's \resizebox reads the
+# box's natural \width), so a table that fits keeps its font size; a wider grid still fits.
+_TEX_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+
+
+def _tex_groups(rows: list[tuple[list[str], list[list[str]]]]) -> list[str]:
+    """Table lines from (labels, sub-rows) groups: a rule where the first label changes, a little space otherwise."""
+    lines = []
+    for i, (labels, sub_rows) in enumerate(rows):
+        if i:
+            lines.append(r"\midrule" if labels[0] else r"\addlinespace")
+        for j, cells in enumerate(sub_rows):
+            lines.append(_tex_row([*(labels if j == 0 else [""] * len(labels)), *cells]))
+    return lines
 
 
 def to_latex(df: pd.DataFrame, spec: dict) -> str:
-    """The table as booktabs `tabular`s (needs only \\usepackage{booktabs}), each followed by its notes."""
+    """The table as a complete LaTeX `table` float (booktabs and graphicx), caption and label included.
+
+    Compact so that it fits the text width of a one-column article: our value
+    above the paper's in each cell, the comparison with the baseline below
+    the main table in a smaller font, and each tabular shrunk to \\linewidth
+    only if it is still wider. The caption states the table, the protocol,
+    the budget and n; the label is `tab:<name>`.
+    """
     st = _Style(latex=True)
     words = _summary_words(df, spec, st)
     columns = spec["grid"][spec["column"]]
     n_rows = len(spec["rows"])
-    title = spec.get("title", spec.get("name", "Table"))
+    name = spec.get("name", "table")
+    title = spec.get("title", name)
+    baseline = spec.get("baseline")
     lines = [
         f"% {title}",
-        r"% Generated by scripts/make_tables.py (ibci.tables.to_latex); needs \usepackage{booktabs}.",
-        r"\begin{tabular}{" + "l" * n_rows + "c" * (2 * len(columns)) + "}",
+        r"% Generated by scripts/make_tables.py (ibci.tables.to_latex): a complete table float.",
+        r"% Needs \usepackage{booktabs} (the rules) and \usepackage{graphicx} (\resizebox) in the preamble;",
+        rf"% include it with \input{{{name}}} and refer to it with \ref{{tab:{name}}}. It fits \linewidth",
+        r"% (one column); in a two-column paper, change table to table* to give it the full text width.",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
+        _TEX_FIT,
+        r"\begin{tabular}{" + "l" * (n_rows + 1) + "c" * len(columns) + "}",
         r"\toprule",
-        _tex_row([""] * n_rows + [rf"\multicolumn{{2}}{{c}}{{{st.text(display(c))}}}" for c in columns]),
-        " ".join(rf"\cmidrule(lr){{{n_rows + 2 * i + 1}-{n_rows + 2 * i + 2}}}" for i in range(len(columns))),
-        _tex_row([st.text(k.capitalize()) for k in spec["rows"]] + ["Ours", "Paper"] * len(columns)),
+        _tex_row([*(st.text(k.capitalize()) for k in spec["rows"]), "", *(st.text(display(c)) for c in columns)]),
         r"\midrule",
     ]
-    for i, (labels, cells) in enumerate(_layout(df, spec)):
-        if i and labels[0]:
-            lines.append(r"\midrule")
-        values = [x for c in columns for x in (_ours_cell(st, cells[c]), _paper_cell(st, cells[c]))]
-        lines.append(_tex_row([st.text(x) for x in labels] + values))
-    lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip"]
-    notes = [
-        f"Protocol: {words['protocol']}.",
-        r"Test error in \%: mean $\pm$ std over seeds (std with ddof = 1), "
-        f"with the mean {words['epoch']} in parentheses; {words['n']}.",
-        *(f"{st.dagger}{f}." for f in words["flagged"]),
-        f"Paper: the values printed in {PAPER_SOURCE}.",
-    ]
-    lines.append(_tex_note(" ".join(notes)))
+    lines += _tex_groups([
+        ([st.text(x) for x in labels], [["ours", *(_ours_cell(st, cells[c]) for c in columns)],
+                                        ["paper", *(_paper_cell(st, cells[c]) for c in columns)]])
+        for labels, cells in _layout(df, spec)
+    ])
+    lines += [r"\bottomrule", r"\end{tabular}}"]
 
-    if spec.get("baseline") is not None:
-        header, body = _significance_rows(df, spec, st)
+    first = st.text(_caption_title(title))
+    paper = "the paper's" if PAPER_SOURCE in first else f"the values printed in {PAPER_SOURCE}"
+    caption = [
+        first + ".",
+        ("Top: test" if baseline is not None else "Test") + r" error in \% as mean $\pm$ std over seeds (std with "
+        f"ddof = 1), with the mean {words['epoch']} in parentheses; ours above {paper}.",
+    ]
+    if baseline is not None:
+        others, body = _significance(df, spec, st)
         lines += [
             "",
             r"\medskip",
-            r"\begin{tabular}{" + "l" * n_rows + "c" * (len(header) - n_rows) + "}",
+            _TEX_FIT,
+            r"\footnotesize",
+            r"\begin{tabular}{" + "l" * n_rows + "c" * (1 + len(others)) + "}",
             r"\toprule",
-            _tex_row(header),
+            _tex_row(_significance_header(spec, st, others)),
             r"\midrule",
         ]
-        for i, row in enumerate(body):
-            if i and row[0]:
-                lines.append(r"\midrule")
-            lines.append(_tex_row(row))
-        lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip"]
-        lines.append(_tex_note(
-            f"Difference of mean errors in percentage points vs {st.text(display(spec['baseline']))}, "
-            rf"with a 95\% CI ({st.text(_bootstrap_words(df))}) and the $p$-value of Welch's $t$-test."
-        ))
+        lines += _tex_groups([
+            (labels, [[base + mark, *("n/a" if c is None else f"{c[0]}, {c[2]}" for c in comparisons)],
+                      [n, *("" if c is None else c[1] for c in comparisons)]])
+            for labels, base, n, mark, comparisons in body
+        ])
+        lines += [r"\bottomrule", r"\end{tabular}}"]
+        name_b = st.text(display(baseline))
+        caption.append(
+            f"Bottom: our {name_b} (mean $\\pm$ std and n), and each init's mean error minus {name_b}'s in "
+            rf"percentage points with the $p$-value of Welch's $t$-test and, below, a 95\% CI "
+            f"({st.text(_bootstrap_words(df))}; n/a with fewer than {stats.BOOTSTRAP_MIN_N} seeds in a cell)."
+        )
+    caption += [
+        f"Protocol: {words['protocol']}.",
+        f"Budget: {words['budget']}; {words['n']}.",
+        *(f"{st.dagger}{f}." for f in words["flagged"]),
+    ]
+    lines += [
+        r"\caption[{" + first + "}]{" + " ".join(caption) + "}",
+        rf"\label{{tab:{name}}}",
+        r"\end{table}",
+    ]
     return "\n".join(lines) + "\n"

@@ -8,16 +8,15 @@ Pass the same Hydra overrides the sweep ran with: every cell of the
 experiment's grid (baseline column included) is composed from them, so the
 table reads exactly the run directories that sweep wrote, even when runs of
 other budgets share the results dir. Writes
-<results_dir>/tables/<name>.{csv,md,tex} and
-<results_dir>/figures/<name>_curves.png, <name>_min_error.png, and prints one
-line per file plus a summary. Unfinished cells show as "missing".
+<results_dir>/tables/<name>.{csv,md,tex} (the .tex is a table float to
+\\input, see its first lines) and <results_dir>/figures/<name>_curves.{png,pdf},
+<name>_min_error.{png,pdf}, each titled with the budget, and prints one line
+per file plus a summary. Unfinished cells show as "missing".
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 # Runnable from a plain checkout, without installing the package.
@@ -98,18 +97,6 @@ def read_paper(spec: dict) -> pd.DataFrame:
         raise UserError(f"paper={spec['paper']!r}: cannot read {path} ({e})") from None
 
 
-def save_figure(fig, path: Path) -> None:
-    """savefig to a temporary file beside `path`, then rename: readers never see half a PNG."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.DataFrame, list[Path]]:
     """Write the table files and figures under the results dir; returns the tidy frame and the paths written."""
     name = spec["name"]
@@ -129,9 +116,7 @@ def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.
         title = spec.get("title", name)
         for suffix, fig in (("curves", plots.learning_curves(curves, title=f"{name}: test error during training")),
                             ("min_error", plots.min_error_vs_paper(df, title=title))):
-            path = figure_dir / f"{name}_{suffix}.png"
-            save_figure(fig, path)
-            written.append(path)
+            written += plots.save_figure(fig, figure_dir / f"{name}_{suffix}")
     except OSError as e:
         raise UserError(f"results_dir={str(collected['results_dir'])!r} is not writable ({e.strerror})") from None
     return df, written

@@ -9,15 +9,14 @@ It runs the campaign a cell's model `--seed` runs under the paper profile with
 init.num_samples=10000`): the same generator draws the sample of training
 images and then every layer's candidate pool, layer by layer, so layer L is
 scored on the output of the neurons elected for layers 0..L-1. Writes
-<results>/figures/campaign_info_plane.png and prints its path.
+<results>/figures/campaign_info_plane.{pdf,png} and prints their paths, the
+PNG's last.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from ibci.models import HIDDEN_SIZES, layer_sizes  # noqa: E402
 from ibci.tables import display  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 
-FIGURE_NAME = "campaign_info_plane.png"
+FIGURE_NAME = "campaign_info_plane"  # .pdf and .png
 N_TRAIN = 60000  # MNIST training images
 # ibci.campaign divides TIE's two terms by their L2 norms over the pool before
 # subtracting, so TIE is dimensionless (IIM is a plain variance); the label says so.
@@ -106,20 +105,6 @@ def plot(pool: dict, title: str):
     return fig
 
 
-def save_atomic(fig, path: Path) -> None:
-    """savefig to a temporary file beside `path`, then rename: readers never see half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -129,17 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     role = "output layer" if L == len(sizes) - 2 else "hidden layer"
     title = (f"{display(args.init)} campaign, {display(args.base)} base, depth {args.depth}, layer {L} "
              f"({sizes[L]}→{sizes[L + 1]}, {role})\n"
-             f"pool {info['pool_size']}, {len(pool['picked'])} elected, TIE weight {info['tie_weight']:g}, "
-             f"{min(args.samples, N_TRAIN):,} images, seed {args.seed}")
+             f"pool {info['pool_size']}, {len(pool['picked'])} elected, TIE weight {info['tie_weight']:g}\n"
+             f"budget: seed {args.seed}, {min(args.samples, N_TRAIN):,} training images scored, no training")
     fig = plot(pool, title)
-    path = Path(args.results) / "figures" / FIGURE_NAME
     try:
-        save_atomic(fig, path)
+        paths = plots.save_figure(fig, Path(args.results) / "figures" / FIGURE_NAME, formats=("pdf", "png"))
     except OSError as e:
         raise UserError(f"--results={args.results!r} is not writable ({e.strerror or e})") from None
     print(f"quotas per class {info['quotas']}, mean elected score {info['mean_chosen_score']:.3f}, "
           f"{time.perf_counter() - start:.1f}s")
-    print(path)
+    for path in paths:
+        print(path)
     return 0
 
 

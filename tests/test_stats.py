@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ibci.stats import bootstrap_diff_ci, combined_std, summarize, welch_p, within_k_std
+from ibci.stats import BOOTSTRAP_MIN_N, bootstrap_diff_ci, combined_std, summarize, welch_p, within_k_std
 
 
 def test_summary_of_one_to_four():
@@ -21,6 +21,12 @@ def test_summary_of_one_value_has_no_spread():
     s = summarize([1.93])
     assert (s.mean, s.n) == (1.93, 1)
     assert math.isnan(s.std)
+
+
+def test_summary_shows_n_and_never_a_nan_spread():
+    assert str(summarize([1, 2, 3, 4])) == "2.50 ± 1.29 (n = 4)"  # sqrt(5/3) = 1.29
+    assert str(summarize([1.93])) == "1.93 (n = 1)"
+    assert str(summarize([])) == "no values (n = 0)"
 
 
 def test_summary_of_nothing():
@@ -77,8 +83,24 @@ def test_bootstrap_ci_has_zero_width_when_all_values_are_equal():
     assert low == high == 0.5
 
 
-def test_bootstrap_ci_needs_two_values_per_group():
-    assert all(math.isnan(x) for x in bootstrap_diff_ci([1.0], [2.0, 3.0]))
+def test_bootstrap_ci_needs_three_values_per_group():
+    # Two seeds resample to three means only ([1, 2]: 1, 1.5, 2), a falsely narrow interval: none is given.
+    for a, b in [([1.0], [2.0, 3.0, 4.0]), ([1.0, 2.0], [2.0, 3.0, 4.0]), ([1.0, 2.0, 3.0], [2.0, 3.0]), ([], [])]:
+        assert all(math.isnan(x) for x in bootstrap_diff_ci(a, b)), (a, b)
+    assert BOOTSTRAP_MIN_N == 3
+    assert not any(math.isnan(x) for x in bootstrap_diff_ci([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]))
+
+
+def test_bootstrap_ci_of_three_seeds_by_hand():
+    # a = [0, 0, 3], b = [0, 0, 0]: a resampled mean is k, where k ~ Binomial(3, 1/3) counts the 3s drawn:
+    # P(k=0) = 8/27, P(1) = 12/27, P(2) = 6/27, P(3) = 1/27. The 2.5% quantile of mean(a) - mean(b) is 0
+    # (8/27 of the mass is there) and the 97.5% quantile is 3 (P(k <= 2) = 26/27 < 0.975).
+    # With 10,000 resamples the share of 3s is 1/27 = 3.7% +- 0.19%, far from the 2.5% where the interval would change.
+    assert bootstrap_diff_ci([0.0, 0.0, 3.0], [0.0, 0.0, 0.0]) == (0.0, 3.0)
+    assert bootstrap_diff_ci([0.0, 0.0, 0.0], [0.0, 0.0, 3.0]) == (-3.0, 0.0)
+    # A 20% interval runs from the 40% to the 60% quantile, both at k = 1: P(k=0) = 29.6% < 40% and
+    # P(k <= 1) = 74.1% > 60%, each more than 20 binomial standard deviations away.
+    assert bootstrap_diff_ci([0.0, 0.0, 3.0], [0.0, 0.0, 0.0], level=0.2) == (1.0, 1.0)
 
 
 def test_combined_std_is_a_right_triangle():

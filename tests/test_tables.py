@@ -8,6 +8,7 @@ intended change of the output, regenerate and then read them:
 
 import importlib.util
 import io
+import itertools
 import json
 import math
 import os
@@ -32,6 +33,8 @@ NAMES = ("golden", "golden_ablation")
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 # The budget the fake sweep was "run" with (see tests/golden/make_fake_sweep.py).
 SWEEP_OVERRIDES = ["seeds=3", "epochs=8", "data.train_limit=1000"]
+SWEEP_BUDGET = "3 seeds × 8 epochs, 1,000 training images"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def spec_of(name: str) -> dict:
@@ -137,10 +140,11 @@ def test_script_writes_the_golden_tables(name, tmp_path, capsys):
     for suffix in ("csv", "md", "tex"):
         assert (tmp_path / "tables" / f"{name}.{suffix}").read_bytes() == (EXPECTED / f"{name}.{suffix}").read_bytes()
     for figure in ("curves", "min_error"):
-        assert (tmp_path / "figures" / f"{name}_{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "figures" / f"{name}_{figure}.png").read_bytes()[:8] == PNG_MAGIC
+        assert (tmp_path / "figures" / f"{name}_{figure}.pdf").read_bytes()[:5] == b"%PDF-"
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()], "a temporary file was left behind"
     out = capsys.readouterr().out.splitlines()
-    assert sum(line.startswith("wrote ") for line in out) == 5
+    assert sum(line.startswith("wrote ") for line in out) == 7
     expected_found = {"golden": "7/8", "golden_ablation": "10/12"}[name]
     assert out[-1].startswith(f"{name}: {expected_found} cells found")
 
@@ -236,6 +240,30 @@ def test_incomplete_and_diverged_together():
     assert r.flag == "incomplete 2/3; 1/3 diverged" and r.n == 1 and math.isnan(r.err_std)
 
 
+def test_a_single_seed_shows_its_n_and_no_spread():
+    recs = {("xavier", 2, "vanilla"): fake_record("vanilla", [2.1]), ("xavier", 2, "ibci"): fake_record("ibci", [1.9])}
+    df = tables.build_table(SPEC, recs, PAPER, n_expected=1)
+    md, tex = tables.to_markdown(df, SPEC), tables.to_latex(df, SPEC)
+    # Seed 0 of fake_record has best epoch 10.
+    assert "| Xavier | 2 | 2.10 (10; n = 1) | 2.04 ± 0.03 (75) | 1.90 (10; n = 1) |" in md
+    assert "| 2.10 (n = 1) | -0.20 [n/a], p n/a |" in md  # one run against one: no CI, no p
+    assert "n = 1 seed per cell" in md and "2.10 (10; n = 1)" in tex
+    for text in (md, tex):
+        assert "nan" not in text.lower() and "± n/a" not in text and r"$\pm$ n/a" not in text
+
+
+def test_a_ci_needs_three_seeds_a_side_but_welch_p_does_not():
+    # ibci has 2 seeds: its bootstrap CI is n/a (stats.bootstrap_diff_ci says why), the diff and p are shown.
+    recs = {("xavier", 2, "vanilla"): fake_record("vanilla", [2.0, 2.1, 2.2]),
+            ("xavier", 2, "ibci"): fake_record("ibci", [1.9, 2.0], seeds=3)}
+    df = tables.build_table(SPEC, recs, PAPER, n_expected=3)
+    r = row_of(df, "ibci")
+    assert r.diff_vs_baseline == pytest.approx(-0.15) and not math.isnan(r.p_welch)
+    assert math.isnan(r.ci_low) and math.isnan(r.ci_high)
+    assert f"| -0.15 [n/a], p = {r.p_welch:.3f} |" in tables.to_markdown(df, SPEC)
+    assert "[n/a]" in tables.to_latex(df, SPEC)
+
+
 def test_within_2std_uses_the_combined_std():
     # ibci: mean 2.0, std 0.1 vs paper 1.93 +- 0.06: |0.07| <= 2 sqrt(0.01 + 0.0036) -> True.
     # vanilla: mean 2.3, std 0.1 vs paper 2.04 +- 0.03: |0.26| > 2 sqrt(0.01 + 0.0009) = 0.209 -> False.
@@ -257,7 +285,8 @@ def test_within_2std_is_unknown_without_paper_numbers():
 def test_baseline_gets_no_comparison_with_itself():
     _, df = golden_table("golden")
     assert df[df.init == "vanilla"][["diff_vs_baseline", "ci_low", "ci_high", "p_welch"]].isna().all().all()
-    compared = df[(df.init == "ibci") & (df.flag == "")]
+    compared = df[(df.init == "ibci") & df.ci_low.notna()]
+    assert len(compared) == 1  # xavier/2; he/2/ibci and he/3/vanilla have 2 seeds, xavier/3/ibci none
     assert (compared.ci_low <= compared.diff_vs_baseline).all()
     assert (compared.diff_vs_baseline <= compared.ci_high).all()
 
@@ -277,6 +306,29 @@ def test_heldout_protocol_is_stated():
     df = tables.build_table(SPEC, recs, PAPER, n_expected=2)
     assert "Protocol: heldout" in tables.to_markdown(df, SPEC)
     assert "mean selected epoch" in tables.to_latex(df, SPEC)
+    # All training images less the 10,000 held out to select the epoch.
+    assert "Budget: 2 seeds × 20 epochs, 50,000 training images (batch 100, lr 0.1)." in tables.to_markdown(df, SPEC)
+
+
+def test_budget_words():
+    budget = {"seeds": 5, "epochs": 100, "train_limit": None, "batch_size": 100, "lr": 0.1}
+    assert tables.budget_words(budget, "min") == "5 seeds × 100 epochs, 60,000 training images"
+    assert tables.budget_words(budget, "min", times="x", detail=True) == (
+        "5 seeds x 100 epochs, 60,000 training images (batch 100, lr 0.1)")
+    smoke = {"seeds": 1, "epochs": 1, "train_limit": 2000}
+    assert tables.budget_words(smoke, "heldout") == "1 seed × 1 epoch, 2,000 training images"
+    assert tables.budget_words(None) == "budget unknown (no finished cells)"
+    # ibci.tables keeps its own copy so as not to import torch; the two must agree.
+    from ibci import validate
+    assert (tables.TRAIN_IMAGES, tables.HELDOUT_IMAGES) == (validate.TRAIN_SIZE, validate.HELDOUT_SIZE)
+
+
+def test_the_budget_comes_from_the_records():
+    spec, df = golden_table("golden")
+    assert df.attrs["budget"] == {"seeds": 3, "seed_offset": 0, "epochs": 8, "train_limit": 1000,
+                                  "batch_size": 100, "lr": 0.1}
+    assert f"Budget: {SWEEP_BUDGET} (batch 100, lr 0.1)." in tables.to_markdown(df, spec)
+    assert tables.build_table(spec, {}, paper_of(spec), n_expected=3).attrs["budget"] is None
 
 
 def test_two_records_for_one_cell_are_refused():
@@ -312,65 +364,167 @@ def unescaped(tex: str, char: str) -> int:
     return len(re.findall(r"(?<!\\)" + re.escape(char), tex))
 
 
+def full_table(name: str) -> tuple[dict, pd.DataFrame]:
+    """A paper table (table1, table2) with every cell finished: 5 seeds, two-digit best epochs, the widest it gets."""
+    spec = load_experiment(name)
+    grid = experiment_grid(spec)
+    recs = {}
+    for k, (base, depth, init) in enumerate(itertools.product(grid["base"], grid["depth"], grid["init"])):
+        rec = fake_record(init, [2.0 + 0.01 * ((k * 7 + i) % 13) for i in range(5)])
+        rec["cell"].update(base=base, depth=depth)
+        rec["budget"].update(epochs=100)
+        for seed in rec["seeds"]:
+            seed["selected_epoch"] = seed["best_epoch"] = 47 + 11 * seed["seed"]
+        recs[(base, depth, init)] = rec
+    return spec, tables.build_table(spec, recs, paper_of(spec), n_expected=5)
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_latex_is_booktabs_and_balanced(name):
+def test_latex_is_a_booktabs_table_float(name):
     tex = rendered(name)["tex"]
+    comments = [line for line in tex.splitlines() if line.startswith("%")]
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    # The first lines say what the preamble needs; the file itself loads nothing.
+    assert r"\usepackage{booktabs}" in comments[2] and r"\usepackage{graphicx}" in comments[2]
+    assert r"\usepackage" not in body
+    assert body.startswith(r"\begin{table}[t]") and body.rstrip().endswith(r"\end{table}")
+    assert body.count(r"\caption[") == 1 and rf"\label{{tab:{name}}}" in body
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert rule in body
     assert body.count(r"\begin{tabular}") == body.count(r"\end{tabular}") == 2
+    assert body.count(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}") == 2
     assert unescaped(body, "{") == unescaped(body, "}")
     assert unescaped(body, "$") % 2 == 0
     assert "±" not in tex and r"$\pm$" in tex and tex.isascii()
-    assert r"\usepackage" not in body
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 @pytest.mark.parametrize("name", NAMES)
-def test_latex_compiles(name, tmp_path):
-    (tmp_path / "table.tex").write_text(rendered(name)["tex"])
+def test_latex_caption_states_table_protocol_budget_and_n(name):
+    caption = rendered(name)["tex"].split(r"\caption[", 1)[1]
+    assert "Protocol: min (minimal test error over the training epochs" in caption
+    assert r"Budget: 3 seeds $\times$ 8 epochs, 1,000 training images (batch 100, lr 0.1); n = 3 seeds per cell" in caption
+    assert spec_of(name)["title"].split(":")[0] in caption
+
+
+def test_latex_caption_names_the_papers_table():
+    spec, df = full_table("table1")
+    tex = tables.to_latex(df, spec)
+    assert (r"\caption[{Minimal test error (\%) of MLPs on MNIST, ours and as printed in Table 1 of "
+            "Mao et al. (CIKM 2021)}]") in tex
+    assert r"Budget: 5 seeds $\times$ 100 epochs, 60,000 training images (batch 100, lr 0.1); n = 5 seeds per cell." in tex
+    assert r"\label{tab:table1}" in tex
+
+
+LATEX_CASES = [*NAMES, "table1", "table2"]
+
+
+def latex_of(name: str) -> str:
+    return rendered(name)["tex"] if name in NAMES else tables.to_latex(*reversed(full_table(name)))
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("name", LATEX_CASES)
+def test_latex_compiles_and_fits_the_text_width(name, tmp_path):
+    """As the README says to include it: the packages its first lines name, then \\input."""
+    (tmp_path / "table.tex").write_text(latex_of(name))
     (tmp_path / "doc.tex").write_text(
-        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-        "\\begin{table}\\centering\n\\input{table}\n\\end{table}\n\\end{document}\n"
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n"
+        "As Table~\\ref{tab:" + name + "} shows.\n\\input{table}\n\\end{document}\n"
     )
-    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-2000:]
+    for _ in range(2):  # the second run resolves \ref
+        result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:]
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log, log[log.find("Overfull"):][:500]
+    assert "undefined" not in log
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["table1", "table2"])
+def test_latex_fits_without_shrinking(name):
+    """The layout, not \\resizebox, makes the paper's tables fit: each tabular has at most 6 columns,
+    ours above the paper's, and at \\small with 4pt column gaps it is about 320pt of article's 345pt
+    (measured with pdflatex; \\resizebox only shrinks a grid wider than the paper's)."""
+    tex = latex_of(name)
+    assert r"\small" in tex and r"\setlength{\tabcolsep}{4pt}" in tex
+    for spec_line in re.findall(r"\\begin\{tabular\}\{(\w+)\}", tex):
+        assert len(spec_line) <= 6
+    assert "& ours &" in tex and "& paper &" in tex
 
 
 # ---- figures -----------------------------------------------------------------------------------
 
 
 def labelled(fig) -> bool:
+    """Some panel names the x axis and some the y axis (panels in a grid share the outer labels)."""
     axes = [ax for ax in fig.axes if ax.has_data()]
-    return bool(axes) and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes)
+    return bool(axes) and any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() for ax in axes)
 
 
 def has_legend(fig) -> bool:
     return bool(fig.legends) or any(ax.get_legend() is not None for ax in fig.axes)
 
 
-def test_learning_curves_figure():
+def one_legend_outside(fig) -> bool:
+    """One figure legend, none inside a panel, overlapping neither the title nor any panel."""
+    if len(fig.legends) != 1 or any(ax.get_legend() is not None for ax in fig.axes):
+        return False
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    box = fig.legends[0].get_window_extent(renderer)
+    others = [fig._suptitle.get_window_extent(renderer)] + [ax.get_window_extent(renderer) for ax in fig.axes]
+    return not any(box.overlaps(o) for o in others)
+
+
+def golden_curves() -> pd.DataFrame:
     spec = spec_of("golden")
     recs = tables.index_records(records.load_records(SWEEP))
     metrics = {k: pd.read_csv(d / "metrics.csv") for k, d in fixture_dirs().items() if k in recs}
-    curves = tables.curves_frame(spec, recs, metrics)
+    return tables.curves_frame(spec, recs, metrics)
+
+
+def test_learning_curves_figure():
+    curves = golden_curves()
     # The diverged seed (he/2/ibci seed 2) is left out of the curves, as of the means.
     assert set(curves[(curves.base == "he") & (curves.depth == 2) & (curves.init == "ibci")].seed) == {0, 1}
     fig = plots.learning_curves(curves, title="golden")
-    assert len([ax for ax in fig.axes if ax.has_data()]) == 4
-    assert labelled(fig) and has_legend(fig)
-    assert "epoch" in fig.axes[0].get_xlabel() and "%" in fig.axes[0].get_ylabel()
+    # 4 cells, each a narrow log panel (epochs 0-3, down to twice the final error) beside a linear one (3-8).
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert len(panels) == 8 and labelled(fig) and one_legend_outside(fig)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["Vanilla", "IBCI"]
+    assert [ax.get_xlim() for ax in panels[:2]] == [(0, 3), (3, 8)]
+    assert panels[0].get_yscale() == "log" and panels[1].get_yscale() == "linear"
+    # The linear panels show where the inits differ (the fixture's errors level off near 1.7-2.2%).
+    for ax in panels[1::2]:
+        low, high = ax.get_ylim()
+        assert 1.5 < low and high < 2.5
+    # No tick past the last epoch: the x range ends there and has no margin.
+    assert max(ax.get_xlim()[1] for ax in panels) == 8
+    title = fig._suptitle.get_text()
+    assert SWEEP_BUDGET in title and "ddof=1" in title
+    # A cell with fewer seeds than the budget says so in its panel's title.
+    assert "He, depth 2 (IBCI n = 2)" in [sub._suptitle.get_text() for sub in fig.subfigs]
+    assert "epoch" in panels[-1].get_xlabel() and "%" in panels[0].get_ylabel()
+
+
+def test_learning_curves_of_a_short_run_are_one_log_panel_each():
+    curves = golden_curves()
+    short = curves[curves.epoch <= 1]
+    short.attrs.update(curves.attrs)
+    fig = plots.learning_curves(short, title="smoke")
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert len(panels) == 4 and all(ax.get_yscale() == "log" and ax.get_xlim() == (0, 1) for ax in panels)
+    assert one_legend_outside(fig)
 
 
 def test_min_error_figure():
     _, df = golden_table("golden")
     fig = plots.min_error_vs_paper(df, title="golden")
-    assert len(fig.axes) == 2 and labelled(fig) and has_legend(fig)
+    assert len(fig.axes) == 2 and labelled(fig) and one_legend_outside(fig)
     assert [ax.get_title() for ax in fig.axes] == ["Xavier", "He"]
     assert "%" in fig.axes[0].get_ylabel()
+    assert SWEEP_BUDGET in fig._suptitle.get_text() and "n = 3 seeds per cell" in fig._suptitle.get_text()
 
 
 def test_information_plane_figure():
@@ -380,8 +534,9 @@ def test_information_plane_figure():
     picked[:10] = True
     fig = plots.information_plane(iim, tie, picked, title="layer 1")
     ax = fig.axes[0]
-    assert labelled(fig) and has_legend(fig) and ax.get_title() == "layer 1"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["not elected (40)", "elected (10)"]
+    assert labelled(fig) and ax.get_title() == "layer 1"
+    assert len(fig.legends) == 1 and ax.get_legend() is None  # below the plane, not over the pool
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["not elected (40)", "elected (10)"]
     with pytest.raises(ValueError, match="differ in length"):
         plots.information_plane(iim, tie[:10], picked, title="bad")
     with pytest.raises(ValueError, match="must be boolean"):
@@ -392,4 +547,18 @@ def test_figures_survive_an_empty_sweep():
     spec = spec_of("golden")
     df = tables.build_table(spec, {}, paper_of(spec), n_expected=3)
     assert has_legend(plots.min_error_vs_paper(df))
-    assert has_legend(plots.learning_curves(tables.curves_frame(spec, {}, {})))
+    fig = plots.learning_curves(tables.curves_frame(spec, {}, {}))
+    assert has_legend(fig) and "budget unknown (no finished cells)" in fig._suptitle.get_text()
+
+
+def test_save_figure_writes_png_and_pdf_atomically(tmp_path):
+    _, df = golden_table("golden")
+    fig = plots.min_error_vs_paper(df, title="golden")
+    written = plots.save_figure(fig, tmp_path / "figures" / "golden_min_error")
+    assert written == [tmp_path / "figures" / "golden_min_error.png", tmp_path / "figures" / "golden_min_error.pdf"]
+    assert written[0].read_bytes()[:8] == PNG_MAGIC and written[1].read_bytes()[:5] == b"%PDF-"
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["golden_min_error.pdf", "golden_min_error.png"]
+    # Drawing and saving the same figure again gives the same PDF bytes (no creation date inside).
+    again = plots.save_figure(plots.min_error_vs_paper(df, title="golden"), tmp_path / "again")
+    assert again[1].read_bytes() == written[1].read_bytes()
