@@ -150,7 +150,7 @@ def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Fig
     if curves.empty:
         return _empty(xlabel, ylabel, f"{title}\n{budget_line}" if budget_line else title)
     bases = list(dict.fromkeys(curves["base"]))
-    depths = sorted(curves["depth"].unique())
+    depths = list(dict.fromkeys(curves["depth"]))  # the table's order
     inits = _ordered_inits(curves["init"])
     colors = init_colors(inits)
     summary = {}  # (base, depth, init) -> (mean, std, n) over seeds per epoch
@@ -203,7 +203,8 @@ def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Fig
                         ax.set_ylim(min(bottoms) - pad, max(tops) + pad)
                         ax.yaxis.tick_right()
                 short = [f"{display(init)} n = {n}" for init, _, _, n in cell if n != n_full]
-                sub.suptitle(f"{display(base)}, depth {depth}" + (f" ({', '.join(short)})" if short else ""),
+                where = display(depth) if base == "" else f"{display(base)}, depth {depth}"
+                sub.suptitle(where + (f" ({', '.join(short)})" if short else ""),
                              fontsize="medium")
     if zoom is not None:
         full_title += f"\neach panel: epochs 0–{zoom} on a log scale (left), {zoom}–{last} on a linear one (right)"
@@ -213,7 +214,49 @@ def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Fig
     return fig
 
 
-def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -> Figure:
+def intra_variance_curves(curves: pd.DataFrame, title: str = "Intra-class variance of the output layer") -> Figure:
+    """NSR's quantity over training: the output layer's intra-class variance on the test set.
+
+    `curves` is long (base, depth, init, seed, epoch, test_intra_var), as
+    `tables.curves_frame(..., value="test_intra_var")` builds it: one panel per
+    (base, depth), one line per init, the mean over seeds with a ±1 std band,
+    on a log axis (NSR moves it by orders of magnitude).
+    """
+    xlabel, ylabel = "epoch", "intra-class variance of the logits"
+    budget_line = _budget_line(curves)
+    full_title = f"{title}\n" + (f"{budget_line}; " if budget_line else "") + "mean ± std over seeds (ddof=1)"
+    if curves.empty:
+        return _empty(xlabel, ylabel, full_title)
+    panels = list(dict.fromkeys(zip(curves["base"], curves["depth"])))
+    inits = _ordered_inits(curves["init"])
+    colors = init_colors(inits)
+    fig, axes = _figure(1, len(panels), sharey=True)
+    for ax, (base, depth) in zip(axes[0], panels):
+        for init in inits:
+            g = curves[(curves["base"] == base) & (curves["depth"] == depth) & (curves["init"] == init)]
+            if g.empty:
+                continue
+            per_epoch = g.groupby("epoch")["test_intra_var"]
+            m, sd = per_epoch.mean(), per_epoch.std(ddof=1).fillna(0.0)
+            ax.plot(m.index, m.values, color=colors[init], lw=1.5, label=display(init))
+            ax.fill_between(m.index, (m - sd).clip(lower=m.min() * 0.5).values, (m + sd).values,
+                            color=colors[init], alpha=0.2, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlim(0, int(curves["epoch"].max()))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=5, integer=True))
+        ax.set_title(display(depth) if base == "" else f"{display(base)}, depth {depth}")
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel(ylabel)
+    legend = {}  # every init once, whichever panel it appears in
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=len(legend), frameon=False)
+    fig.suptitle(full_title)
+    return fig
+
+
+def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error", xlabel: str = "depth (layers)") -> Figure:
     """Each cell's error (mean ± std) beside the paper's, one panel per base.
 
     `table` is the tidy frame of `ibci.tables.build_table` (its attrs give the
@@ -224,7 +267,6 @@ def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -
     protocols = table["protocol"].dropna().unique() if "protocol" in table else []
     protocol = protocols[0] if len(protocols) == 1 else None
     ylabel = "test error at selected epoch (%)" if protocol == "heldout" else "minimal test error (%)"
-    xlabel = "depth (layers)"
     budget_line = _budget_line(table, protocol)
     if budget_line:
         known = bool(table.attrs.get("budget")) and len(table) > 0 and "n_expected" in table
@@ -234,7 +276,7 @@ def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -
     if table.empty:
         return _empty(xlabel, ylabel, title)
     bases = list(dict.fromkeys(table["base"]))
-    depths = sorted(table["depth"].unique())
+    depths = list(dict.fromkeys(table["depth"]))  # the table's order
     inits = _ordered_inits(table["init"])
     colors = init_colors(inits)
     slot = 0.8 / len(inits)
@@ -253,7 +295,7 @@ def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error") -
                     flagged_any = True
                     top = r["err_mean"] + (0.0 if np.isnan(r["err_std"]) else r["err_std"])
                     ax.annotate("†", (x - slot * 0.2, top), ha="center", va="bottom", fontsize=12)
-        ax.set_xticks(np.arange(len(depths)), [str(d) for d in depths])
+        ax.set_xticks(np.arange(len(depths)), [display(d) for d in depths])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(display(base))

@@ -40,6 +40,15 @@ DISPLAY = {
     "ibci": "IBCI",
     "tie": "TIE",
     "iim": "IIM",
+    # Table 3 (the NSR paper's MLP table): networks and init + regularizer pairs.
+    "mlp3": "MLP-3",
+    "mlp4": "MLP-4",
+    "mlp6": "MLP-6",
+    "mlp8": "MLP-8",
+    "mlp10": "MLP-10",
+    "nsr": "+NSR",
+    "ibci_nsr": "IBCI + NSR",
+    "lsuv_nsr": "LSUV + NSR",
 }
 
 PROTOCOLS = {
@@ -268,28 +277,49 @@ def build_table(
 
 
 def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tuple, pd.DataFrame],
-                 failed_error: float = FAILED_ERROR) -> pd.DataFrame:
+                 failed_error: float = FAILED_ERROR, value: str = "test_error") -> pd.DataFrame:
     """Long per-epoch test errors (key columns, seed, epoch, test_error) of the finished cells, in table order.
 
-    `metrics` maps a cell key to its metrics.csv as read. Diverged and failed
+    `value` picks another metrics.csv column instead (e.g. test_intra_var;
+    cells whose metrics lack it are left out). `metrics` maps a cell key to
+    its metrics.csv as read. Diverged and failed
     seeds are left out, as in the tables: a diverged seed's NaN tail would
     otherwise make the mean curve switch between different sets of seeds.
     The frame's attrs carry the records' protocol and budget, for the figure's title.
     """
     keys = key_columns(spec)
-    columns = [*keys, "seed", "epoch", "test_error"]
+    columns = [*keys, "seed", "epoch", value]
     protocol, budget = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
     parts = []
     for key in table_cells(spec):
         rec, m = records.get(key), metrics.get(key)
-        if rec is None or m is None:
+        if rec is None or m is None or value not in m:
             continue
         left_out = {s["seed"] for s in rec["seeds"] if seed_status(s, failed_error) != "ok"}
-        part = m.loc[~m["seed"].isin(left_out), ["seed", "epoch", "test_error"]]
+        part = m.loc[~m["seed"].isin(left_out), ["seed", "epoch", value]]
         part = part.sort_values(["seed", "epoch"], kind="stable").assign(**dict(zip(keys, key)))
         parts.append(part[columns])
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     out.attrs.update(protocol=protocol, budget=budget)
+    return out
+
+
+def as_panels(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """A table's frame in the figures' terms: panel rows `base`, panels `depth`, lines `init`.
+
+    Table 1 and 2 are that already; another grid (Table 3: rows net, column
+    method) gets one row of panels (base "") with its last row key across and
+    its column as lines.
+    """
+    rows, column = spec["rows"], spec["column"]
+    if list(rows) == ["base", "depth"] and column == "init":
+        return frame
+    out = frame.rename(columns={rows[-1]: "depth", column: "init"})
+    if len(rows) == 1:
+        out["base"] = ""
+    else:
+        out = out.rename(columns={rows[0]: "base"})
+    out.attrs.update(frame.attrs)
     return out
 
 
@@ -468,13 +498,18 @@ def _significance_header(spec: dict, st: _Style, others: list) -> list[str]:
             *(f"{st.text(display(c))} {st.minus} {name}" for c in others)]
 
 
-def _caption_title(title: str) -> str:
+def paper_source(spec: dict) -> str:
+    """Whose numbers a table prints beside ours (an experiment's `paper_source`, else the IBCI paper)."""
+    return spec.get("paper_source", PAPER_SOURCE)
+
+
+def _caption_title(title: str, source: str = PAPER_SOURCE) -> str:
     """A table's title as a caption's first sentence: `Table 1: minimal ...` names the paper's table it reproduces."""
     m = re.match(r"(Table\s+\S+):\s*(.+)", title)
     if m is None:
         return title
     what = m[2][0].upper() + m[2][1:]
-    return f"{what}, ours and as printed in {m[1]} of {PAPER_SOURCE}"
+    return f"{what}, ours and as printed in {m[1]} of {source}"
 
 
 def to_markdown(df: pd.DataFrame, spec: dict) -> str:
@@ -497,7 +532,7 @@ def to_markdown(df: pd.DataFrame, spec: dict) -> str:
         f"Budget: {words['budget']}.",
         f"Each cell is the test error in % as mean ± std over seeds (std with ddof=1), "
         f"with the mean {words['epoch']} in parentheses; {words['n']}.",
-        f"Paper: the values printed in {PAPER_SOURCE}.",
+        f"Paper: the values printed in {paper_source(spec)}.",
         "",
         md_row([*row_headers, *(f"{display(c)} ({who})" for c in columns for who in ("ours", "paper"))]),
         md_rule(len(row_headers), 2 * len(columns)),
@@ -609,8 +644,8 @@ def to_latex(df: pd.DataFrame, spec: dict) -> str:
     ])
     lines += [r"\bottomrule", r"\end{tabular}}"]
 
-    first = st.text(_caption_title(title))
-    paper = "the paper's" if PAPER_SOURCE in first else f"the values printed in {PAPER_SOURCE}"
+    first = st.text(_caption_title(title, paper_source(spec)))
+    paper = "the paper's" if paper_source(spec) in first else f"the values printed in {paper_source(spec)}"
     caption = [
         first + ".",
         ("Top: test" if baseline is not None else "Test") + r" error in \% as mean $\pm$ std over seeds (std with "

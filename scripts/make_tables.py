@@ -74,7 +74,7 @@ def collect(spec: dict, user_overrides: list[str]) -> dict:
     grid = experiment_grid(spec)
     check_overrides(user_overrides, grid)
     cells = grid_cells(grid)
-    cfgs = compose_cells(cells, user_overrides)
+    cfgs = compose_cells(cells, [*spec.get("overrides", []), *user_overrides])  # as scripts/sweep.py composes them
     keys = tables.key_columns(spec)
     results_dir = Path(cfgs[0]["results_dir"])
     records.require_runs(results_dir)
@@ -114,8 +114,15 @@ def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.
             records.atomic_write_text(path, text)
             written.append(path)
         title = spec.get("title", name)
-        for suffix, fig in (("curves", plots.learning_curves(curves, title=f"{name}: test error during training")),
-                            ("min_error", plots.min_error_vs_paper(df, title=title))):
+        xlabel = "depth (layers)" if spec["rows"][-1] == "depth" else spec["rows"][-1]
+        figures = [("curves", plots.learning_curves(tables.as_panels(curves, spec),
+                                                    title=f"{name}: test error during training")),
+                   ("min_error", plots.min_error_vs_paper(tables.as_panels(df, spec), title=title, xlabel=xlabel))]
+        if "reg" in spec["grid"] or "method" in spec["grid"]:  # NSR's own quantity, where a table varies it
+            intra = tables.curves_frame(spec, collected["records"], collected["metrics"], collected["failed_error"],
+                                        value="test_intra_var")
+            figures.append(("intra_var", plots.intra_variance_curves(tables.as_panels(intra, spec))))
+        for suffix, fig in figures:
             written += plots.save_figure(fig, figure_dir / f"{name}_{suffix}")
     except OSError as e:
         raise UserError(f"results_dir={str(collected['results_dir'])!r} is not writable ({e.strerror})") from None
