@@ -134,7 +134,13 @@ def _prepare(cfg: dict) -> Path:
     return run_dir
 
 
-def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Collection[str] = ()) -> list[dict]:
+def show_bars(cfg: dict) -> bool:
+    """Progress bars only on a terminal: in a log file (nohup, SLURM, submitit) their redraws are noise."""
+    return bool(cfg["progress"]) and sys.stderr.isatty()
+
+
+def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Collection[str] = (),
+                position: int = 0) -> list[dict]:
     """Train cells that share a stack key as one stack; write and return one record per cell.
 
     Cells whose ids are in `done` are trained too (for the stack's shape) but
@@ -157,13 +163,19 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     model = StackedMLP.cat(models).to(device)
     splits = {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
     x, y = splits.pop("train")
-    name = records.cell_id(first) if len(cells) == 1 else f"{len(cells)} cells d{first['depth']}"
-    bar = tqdm(total=first["epochs"], desc=name, unit="epoch", disable=not first["progress"], leave=False)
+    name = records.cell_id(first) if len(cells) == 1 else f"stack of {len(cells)} cells, {records.cell_keys(first)['net']}"
+    bar = tqdm(total=first["epochs"], desc=name, unit="epoch", disable=not show_bars(first), leave=False,
+               position=position)
+    S_cell = first["seeds"]
 
     def on_epoch(epoch: int, hist: engine.History) -> None:
         if epoch:
             bar.update(1)
-            bar.set_postfix(test_error=f"{hist.errors['test'][epoch].nanmean().item():.2f}%")
+            # Each cell's mean over its own seeds; a stack's cells are never averaged together.
+            per_cell = hist.errors["test"][epoch].view(len(cells), S_cell).nanmean(1)
+            shown = per_cell if len(cells) == 1 else per_cell.nan_to_num(float("inf")).aminmax()
+            bar.set_postfix_str(f"test error {per_cell.item():.2f}%" if len(cells) == 1 else
+                                f"test error of its cells {shown.min:.2f}-{shown.max:.2f}%")
 
     train_start = time.perf_counter()
     model, hist = engine.train(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
@@ -275,12 +287,22 @@ def run_cells(cfgs: list[dict], stack_cells: int = 1, log: Callable[[str], None]
     by_id = {r["cell_id"]: r for r in finished}
     for group in groups:  # a data error ends the job before it takes a lock or writes anything
         load_splits(group[0])
+    sweep_bar = tqdm(total=len(cfgs), initial=len(finished), desc="cells", unit="cell",
+                     disable=not (len(cfgs) > 1 and show_bars(cfgs[0])), position=0)
+
+    def counted(line: str) -> None:
+        with tqdm.external_write_mode():  # the line above the bars, not through them
+            log(line)
+        if line.startswith(("done ", "skip ")):
+            sweep_bar.update(1)
+
     for group in groups:
         with contextlib.ExitStack() as held:
-            mine = _claim(group, by_id, held, log)
+            mine = _claim(group, by_id, held, counted)
             if any(records.cell_id(cfg) not in by_id for cfg in mine):
-                for rec in train_group(mine, log, done=set(by_id)):
+                for rec in train_group(mine, counted, done=set(by_id), position=0 if sweep_bar.disable else 1):
                     by_id[rec["cell_id"]] = rec
+    sweep_bar.close()
     ids = [records.cell_id(cfg) for cfg in cfgs]
     busy = [i for i in ids if i not in by_id]
     if busy:

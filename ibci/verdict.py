@@ -267,7 +267,7 @@ def lsuv_match(spec: dict, cols: pd.DataFrame) -> pd.DataFrame:
         ok = d.notna()
         within = [stats.within_k_std(r.err_mean, r.err_std, r.paper_mean, r.paper_std) for r in sub.itertuples()]
         out.append(dict(column=name, label=spec["columns"][name]["label"], rows=int(ok.sum()),
-                        n=int(sub["n"].min()) if len(sub) else 0,
+                        n=int(sub.loc[sub["n"] > 0, "n"].min()) if (sub["n"] > 0).any() else 0,
                         rms=float(np.sqrt((d[ok] ** 2).mean())) if ok.any() else math.nan,
                         mean_diff=float(d[ok].mean()) if ok.any() else math.nan,
                         within_2std=int(sum(within))))

@@ -48,7 +48,8 @@ def test_cell_writes_a_self_describing_record_then_done(small_cfg):
     run_dir = Path(cfg["results_dir"]) / "runs" / rec["cell_id"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "done", "metrics.csv", "record.json"]
     on_disk = json.loads((run_dir / "record.json").read_text())
-    assert on_disk["cell"] == {"base": "xavier", "init": "lsuv", "depth": 3, "data": "mnist", "protocol": "min"}
+    assert on_disk["cell"] == {"base": "xavier", "init": "lsuv", "depth": 3, "net": "d3", "reg": "none",
+                               "data": "mnist", "protocol": "min"}
     assert on_disk["budget"]["seeds"] == 2 and [s["seed"] for s in on_disk["seeds"]] == [0, 1]
     assert on_disk["config"]["init"]["tol"] == 0.02 and on_disk["versions"]["torch"]
     for s in on_disk["seeds"]:
@@ -108,7 +109,7 @@ def test_heldout_protocol_selects_the_epoch_on_validation_images(small_cfg):
     assert rec["cell"]["protocol"] == "heldout" and "-heldout-" in rec["cell_id"]
     run_dir = Path(cfg["results_dir"]) / "runs" / rec["cell_id"]
     lines = (run_dir / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "epoch,seed,train_loss,test_error,val_error"
+    assert lines[0] == "epoch,seed,train_loss,test_error,val_error,test_intra_var,val_intra_var"
     rows = [dict(zip(lines[0].split(","), map(float, l.split(",")))) for l in lines[1:]]
     for s in rec["seeds"]:
         mine = [r for r in rows if r["seed"] == s["seed"] and r["epoch"] >= 1]
