@@ -55,7 +55,7 @@ def test_cell_writes_a_self_describing_record_then_done(small_cfg):
     for s in on_disk["seeds"]:
         assert 0 <= s["min_error"] <= 100 and s["best_epoch"] == 1 and s["epoch0_error"] > 50
     lines = (run_dir / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "epoch,seed,train_loss,test_error" and len(lines) == 1 + 2 * 2
+    assert lines[0] == "epoch,seed,train_loss,test_error,test_intra_var" and len(lines) == 1 + 2 * 2
 
 
 def test_done_cells_are_skipped_and_incomplete_ones_rerun(small_cfg, capsys):
