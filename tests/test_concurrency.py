@@ -73,3 +73,13 @@ def test_a_record_missing_keys_is_rerun(small_cfg, capsys):
     (again,) = runner.run_cells([cfg], log=lambda line: None)
     assert "unreadable; rerunning the cell" in capsys.readouterr().err
     assert again["seeds"] == rec["seeds"] and "budget" in json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("script, experiment", [("scripts/make_tables.py", "table1"), ("scripts/make_verdict.py", "verdict")])
+def test_tabulating_a_results_dir_without_runs_is_one_line_and_creates_nothing(script, experiment, tmp_path):
+    missing = tmp_path / "nowhere"
+    out = subprocess.run([sys.executable, script, experiment, f"results_dir={missing}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr == f"error: results_dir={str(missing)!r} holds no runs (no folder {missing / 'runs'}); run the sweep first\n"
+    assert not missing.exists()
