@@ -40,7 +40,7 @@ import math
 import torch
 from torch import Tensor
 
-from .campaign import _class_moments, _validate, class_quotas, pool_size
+from .campaign import _class_moments, _validate, class_quotas, layer_by_layer, pool_size
 
 # The code scores candidates with this bias whatever the model's bias is.
 SCORING_BIAS = 0.01
@@ -137,11 +137,8 @@ def ibci_init(
     # The base plays no part here; "he" only satisfies the shared checks.
     _validate(sizes, x, y, "he", tie_weights, None, pool_factor, max_pool, "per_class", num_classes)
     y = y.long()
-    H = x.float()
-    n_layers = len(sizes) - 1
-    weights, biases, layers, pools = [], [], [], []
-    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        hidden = l < n_layers - 1
+
+    def elect_layer(l: int, H: Tensor, fan_in: int, fan_out: int, hidden: bool):
         K = pool_size(fan_out, pool_factor, max_pool)
         std = candidate_std(K)
         candidates = torch.randn(fan_in, K, generator=generator) * std
@@ -154,16 +151,12 @@ def ibci_init(
         counts = torch.bincount(s["owner"], minlength=num_classes)
         quotas = class_quotas(counts, fan_out, ties="high")
         picked = elect(candidates, s["score"], s["owner"], quotas)
-        W = candidates[:, picked].contiguous()
-        b = torch.full((fan_out,), float(bias))
-        if hidden:
-            H = torch.addmm(b, H, W).relu_()
-        layers.append(dict(
+        info = dict(
             pool_size=K, draw_std=std, class_counts=counts.tolist(), quotas=quotas.tolist(),
             mean_chosen_score=float(s["score"][picked].mean()), tie_weight=float(tie_weights[l]),
             distinct=int(picked.unique().numel()),
-        ))
-        pools.append(dict(iim=s["iim"], tie=s["tie"], score=s["score"], owner=s["owner"], picked=picked))
-        weights.append(W)
-        biases.append(b)
-    return weights, biases, dict(layers=layers, pools=dict(enumerate(pools)))
+        )
+        pool = dict(iim=s["iim"], tie=s["tie"], score=s["score"], owner=s["owner"], picked=picked)
+        return candidates[:, picked].contiguous(), info, pool
+
+    return layer_by_layer(sizes, x, bias, elect_layer)

@@ -425,23 +425,37 @@ def ibci_init(
     """
     _validate(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope, num_classes)
     y = y.long()
+
+    def elect_layer(l: int, H: Tensor, fan_in: int, fan_out: int, hidden: bool):
+        K = pool_size(fan_out, pool_factor, max_pool)
+        candidates = sample_base(base, fan_in, fan_out, K, generator, std)
+        W, info = campaign_layer(H, y, candidates, bias, hidden, tie_weights[l], fan_out, num_classes, scope)
+        return W, info, info.pop("pool")
+
+    return layer_by_layer(sizes, x, bias, elect_layer)
+
+
+def layer_by_layer(sizes: list[int], x: Tensor, bias: float, elect_layer) -> tuple[list[Tensor], list[Tensor], dict]:
+    """A campaign's outer loop: each layer elected on the output of the layers elected before it.
+
+    `elect_layer(l, H, fan_in, fan_out, hidden)` returns the layer's weights
+    [fan_in, fan_out], its JSON-ready info and its pool tensors; H is x for the
+    first layer, then the previous layer's ReLU output with the constant
+    `bias`. Returns (weights, biases, {"layers": [...], "pools": {l: ...}}).
+    """
     H = x.float()
     n_layers = len(sizes) - 1
     weights, biases, layers, pools = [], [], [], []
     for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         hidden = l < n_layers - 1
-        K = pool_size(fan_out, pool_factor, max_pool)
-        candidates = sample_base(base, fan_in, fan_out, K, generator, std)
-        W, info = campaign_layer(
-            H, y, candidates, bias, hidden, tie_weights[l], fan_out, num_classes, scope
-        )
+        W, info, pool = elect_layer(l, H, fan_in, fan_out, hidden)
         b = torch.full((fan_out,), float(bias))
-        if l < n_layers - 1:
+        if hidden:
             H = torch.addmm(b, H, W).relu_()
-        pools.append(info.pop("pool"))
-        layers.append(info)
         weights.append(W)
         biases.append(b)
+        layers.append(info)
+        pools.append(pool)
     # A dict, not a list, so that callers filtering tensors and dicts out of
     # the info to write drop it.
     return weights, biases, dict(layers=layers, pools=dict(enumerate(pools)))
