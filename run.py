@@ -57,9 +57,9 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from ibci.cli import CONFIG_DIR, EXPERIMENT_DIR, check_added_keys, hydra_error
+    from ibci.cli import CONFIG_DIR, EXPERIMENT_DIR, check_added_keys, check_group_options, hydra_error
     from ibci.runner import load_splits
-    from ibci.validate import check_group_options, validate
+    from ibci.validate import validate
 
     flags, misplaced = parse_hydra_flags(args)
     if flags.experimental_rerun is not None and not Path(flags.experimental_rerun).is_file():

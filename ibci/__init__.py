@@ -7,7 +7,11 @@ plain configs; no I/O except in `ibci.data` (which reads and writes the data roo
 and `ibci.records` (which reads and writes run directories).
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+# The checkout: configs/, experiments/ and results/paper/ live here.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def __getattr__(name: str):

@@ -8,15 +8,15 @@ cell is the Hydra config composed from the grid's overrides plus the user's.
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 from pathlib import Path
 
 import yaml
 
+from . import ROOT
 from .errors import UserError
+from .grids import cell_overrides, experiment_grid, grid_cells  # noqa: F401  (the entry points take them from here)
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 EXPERIMENT_DIR = ROOT / "experiments"
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
@@ -126,25 +126,6 @@ def load_experiment(name: str) -> dict:
     return spec
 
 
-def grid_cells(grid: dict) -> list[dict]:
-    """Every combination of the grid's values, in the grid's key order."""
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-
-
-def cell_overrides(cell: dict) -> list[str]:
-    return [f"{k}={v}" for k, v in cell.items()]
-
-
-def experiment_grid(spec: dict) -> dict:
-    """The grid an experiment must run: its own, plus the baseline column if that is not in it."""
-    grid = {k: list(v) for k, v in spec["grid"].items()}
-    column, baseline = spec.get("column"), spec.get("baseline")
-    if baseline is not None and baseline not in grid[column]:
-        grid[column].append(baseline)
-    return grid
-
-
 def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     """The full override list of every cell an experiment runs, user overrides first.
 
@@ -172,3 +153,21 @@ def report_user_errors(fn):
             sys.exit(2)
 
     return wrapper
+
+
+def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
+    """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.
+
+    Hydra would report it in many lines (and only when that job is composed);
+    `overrides` are single-valued (a sweep expanded into one override per value).
+    """
+    for override in overrides:
+        if override.startswith("~"):  # a deletion names no option
+            continue
+        key, _, option = override.lstrip("+").partition("=")
+        group = Path(config_dir) / key
+        if not key or key.startswith("hydra") or not group.is_dir():
+            continue
+        allowed = sorted(p.stem for p in group.glob("*.yaml"))
+        if option not in allowed:
+            raise UserError(f"{key}={option} is not one of: {', '.join(allowed)}")

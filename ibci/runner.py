@@ -36,8 +36,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import __version__, engine, records, seeding
-from .cli import ROOT
+from . import ROOT, __version__, engine, records, seeding
 from .data import load_mnist, split_heldout
 from .errors import UserError
 from .initialize import initialize

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .cli import experiment_grid
+from .grids import experiment_grid
 from .errors import UserError
 from .records import FAILED_ERROR, seed_status
 

@@ -7,12 +7,10 @@ value and what is allowed, so a typo costs a second instead of a crashed sweep.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
 from . import campaign
-from .cli import CONFIG_DIR
 from .errors import UserError
 from .inits import BASES, UNIFORM_BIAS
 from .models import N_CLASSES, hidden_widths
@@ -159,21 +157,3 @@ def _check_campaign_layers(init: dict, widths: list[int]) -> None:
             raise UserError(f"init.pool_factor={init['pool_factor']} and init.max_pool={init['max_pool']} give a "
                             f"pool of {pool} candidates for a layer of {width} neurons; need pool_factor >= 1 "
                             f"and max_pool >= {max(widths)}")
-
-
-def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
-    """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.
-
-    Hydra would report it in many lines (and only when that job is composed);
-    `overrides` are single-valued (a sweep expanded into one override per value).
-    """
-    for override in overrides:
-        if override.startswith("~"):  # a deletion names no option
-            continue
-        key, _, option = override.lstrip("+").partition("=")
-        group = Path(config_dir) / key
-        if not key or key.startswith("hydra") or not group.is_dir():
-            continue
-        allowed = sorted(p.stem for p in group.glob("*.yaml"))
-        if option not in allowed:
-            raise UserError(f"{key}={option} is not one of: {', '.join(allowed)}")

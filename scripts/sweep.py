@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
                         "see --help)")
     # torch loads here, inside the Ctrl-C handler below
     from ibci.runner import run_cells
-    from ibci.validate import check_group_options
+    from ibci.cli import check_group_options
 
     spec = load_experiment(argv[0])
     overrides = argv[1:]

@@ -3,7 +3,6 @@
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,7 +99,8 @@ def _pooled(effects: dict, n=10, sd=0.05, seed=0):
         for base in SPEC["rows"]["base"]:
             for depth in SPEC["rows"]["depth"]:
                 errs = 2.0 + effects.get(name, 0.0) + rng.normal(0, sd, n)
-                out[(name, base, depth)] = dict(seeds=[dict(selected_error=float(e), selected_epoch=50 + i % 3,
+                out[(name, base, depth)] = dict(seeds=[dict(selected_error=float(e), min_error=float(e),
+                                                            selected_epoch=50 + i % 3,
                                                             diverged=False) for i, e in enumerate(errs)],
                                                 expected=n, missing=0, cell_ids=[], init_info=[])
     return out
