@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def __getattr__(name: str):
-    # `ibci.init_` without importing torch on `import ibci` (the entry points import torch late, on purpose).
+    # `ibci.init_` and the loaders without importing torch or pandas on `import ibci`
+    # (the entry points import torch late, on purpose).
     if name == "init_":
         from .api import init_
 
         return init_
+    if name in ("load_cells", "load_runs"):
+        from . import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'ibci' has no attribute {name!r}")
