@@ -17,6 +17,7 @@ Depth-5 cells trained one per stack (`run.py -m`) and six per stack
 5,000 images, with 1 thread.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -344,18 +345,32 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(overrides, expected, 
     assert not results.exists()  # nothing written: no run, no Hydra sweep folder, no empty results dir
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_results_dir_is_one_line_and_nothing_is_written(mnist_root, tmp_path):
-    results = tmp_path / "results"
-    results.mkdir()
-    results.chmod(0o500)
+@contextlib.contextmanager
+def read_only_folder(path: Path):
+    """An empty folder nobody can write into: chmod 500, or for root (who writes anyway) a read-only tmpfs."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        try:
+            yield path
+        finally:
+            path.chmod(0o700)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("root, and no read-only mount can be made here")
     try:
-        out = python("run.py", "-m", "init=vanilla,ibci", *BUDGET, f"data.root={mnist_root}", f"results_dir={results}")
+        yield path
     finally:
-        results.chmod(0o700)
-    assert (out.returncode, out.stderr.splitlines()[0]) == (2, f"error: results_dir={str(results)!r} is not "
-                                                               f"writable (Permission denied: {results})")
-    assert not list(results.iterdir())
+        subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def test_a_read_only_results_dir_is_one_line_and_nothing_is_written(mnist_root, tmp_path):
+    with read_only_folder(tmp_path / "results") as results:
+        out = python("run.py", "-m", "init=vanilla,ibci", *BUDGET, f"data.root={mnist_root}", f"results_dir={results}")
+        assert (out.returncode, out.stderr.splitlines()[0]) == (2, f"error: results_dir={str(results)!r} is not "
+                                                                   f"writable (Permission denied: {results})")
+        assert not list(results.iterdir())
 
 
 @pytest.mark.parametrize("overrides, expected", [
