@@ -23,6 +23,7 @@ from . import records, stats
 from .errors import UserError
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+MISSING = "missing"  # a side of the test has no finished seeds yet
 KINDS = ("less", "equal")
 
 
@@ -225,6 +226,7 @@ def claims_frame(spec: dict, pooled: dict, paper: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["p_holm"] = holm(df["p"])
     df["verdict"] = [
+        MISSING if not (r.n_a and r.n_b) else
         verdict_word(r.kind, r.diff, (r.ci_low, r.ci_high), r.p_holm, r.paper_diff, alpha, margin)
         for r in df.itertuples()
     ]
@@ -279,14 +281,16 @@ def lsuv_match(spec: dict, cols: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_frame(claims_df: pd.DataFrame) -> pd.DataFrame:
-    """Per claim and reading: how many rows each verdict word got, and the mean difference."""
+    """Per claim and reading: how many rows each verdict word got, and the mean differences over rows with data."""
     out = []
     for (claim, reading), g in claims_df.groupby(["claim", "reading"], sort=False):
         counts = g["verdict"].value_counts()
+        have = g[g["verdict"] != MISSING]
         out.append(dict(claim=claim, reading=reading, metric=g["metric"].iloc[0], rows=len(g),
                         reproduced=int(counts.get(REPRODUCED, 0)), not_reproduced=int(counts.get(NOT_REPRODUCED, 0)),
-                        inconclusive=int(counts.get(INCONCLUSIVE, 0)), mean_diff=float(g["diff"].mean()),
-                        mean_paper_diff=float(g["paper_diff"].mean()), median_mde=float(g["mde"].median())))
+                        inconclusive=int(counts.get(INCONCLUSIVE, 0)), missing=int(counts.get(MISSING, 0)),
+                        mean_diff=float(have["diff"].mean()), mean_paper_diff=float(have["paper_diff"].mean()),
+                        median_mde=float(have["mde"].median())))
     return pd.DataFrame(out)
 
 
@@ -363,16 +367,17 @@ def to_markdown(spec: dict, claims_df: pd.DataFrame, summary_df: pd.DataFrame, c
     out = [f"# {spec['title']}", "", f"Budget: {budget}. Every number below is computed from the run records.", ""]
     out += ["## The answer", "",
             f"Per claim and reading, over the {len(spec['rows']['base']) * len(spec['rows']['depth'])} rows "
-            "(base x depth): how many rows reproduce it, the mean difference (ours) beside the paper's, and "
-            f"the median smallest difference the design detects at {int(power * 100)}% power.", ""]
+            "(base x depth): how many rows reproduce it, the mean difference (ours) beside the paper's over the "
+            f"rows that have data, and the median smallest difference the design detects at {int(power * 100)}% "
+            "power. Missing: rows whose runs have not finished yet.", ""]
     out += _md_table(
-        ["Claim", "Reading", "Reproduced", "Not reproduced", "Inconclusive", "Mean diff (ours)", "Mean diff (paper)",
-         "Median detectable"],
-        [[r.claim, r.reading, str(r.reproduced), str(r.not_reproduced), str(r.inconclusive),
+        ["Claim", "Reading", "Reproduced", "Not reproduced", "Inconclusive", "Missing", "Mean diff (ours)",
+         "Mean diff (paper)", "Median detectable"],
+        [[r.claim, r.reading, str(r.reproduced), str(r.not_reproduced), str(r.inconclusive), str(r.missing),
           _fmt(r.mean_diff, signed=True) + (" ep" if r.metric == "best_epoch" else ""),
           _fmt(r.mean_paper_diff, signed=True) + (" ep" if r.metric == "best_epoch" else ""),
           _fmt(r.median_mde)] for r in summary_df.itertuples()],
-        "|".join([":--", ":--", "--:", "--:", "--:", "--:", "--:", "--:"]))
+        "|".join([":--", ":--", "--:", "--:", "--:", "--:", "--:", "--:", "--:"]))
     out += ["", "How a verdict is decided (diff = first minus second, in error points or epochs):",
             f"- *A < B*: **reproduced** when A < B with Holm-adjusted p < {alpha}; **not reproduced** when A > B "
             f"with Holm p < {alpha}, or when the {level}% CI lies above the paper's own difference (above 0 where the "

@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
     missing = sum(rec is None for _, rec in found)
     print(f"{spec['name']}: {len(found) - missing}/{len(found)} cells found; "
           + "; ".join(f"{r.claim} ({r.reading}): {r.reproduced} reproduced, {r.not_reproduced} not, "
-                      f"{r.inconclusive} inconclusive" for r in summary.itertuples()))
+                      f"{r.inconclusive} inconclusive" + (f", {r.missing} missing" if r.missing else "")
+                      for r in summary.itertuples()))
     return 0
 
 

@@ -155,3 +155,15 @@ def test_make_verdict_end_to_end_on_a_small_spec(tmp_path):
     assert (df["n"] == 4).all()  # 2 blocks of 2 smoke seeds
     md = (tmp_path / "r" / "tables" / "verdict.md").read_text()
     assert "## The answer" in md and "IBCI (authors' code) °" in md
+
+
+def test_rows_without_runs_are_missing_not_inconclusive():
+    pooled = _pooled({})
+    for key in [k for k in pooled if k[0] == "ibci_paper" and k[2] == 5]:
+        del pooled[key]
+    df = verdict.claims_frame(SPEC, pooled, _paper())
+    gone = df[(df["a"] == "ibci_paper") & (df["depth"] == 5)]
+    assert len(gone) and (gone["verdict"] == verdict.MISSING).all()
+    summary = verdict.summary_frame(df)
+    row = summary[(summary["claim"] == "IBCI < Vanilla") & (summary["reading"] == "paper")].iloc[0]
+    assert (row.missing, row.reproduced + row.not_reproduced + row.inconclusive) == (2, 4)
