@@ -18,6 +18,7 @@ Depth-5 cells trained one per stack (`run.py -m`) and six per stack
 """
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -237,10 +238,11 @@ def test_diverging_seeds_stop_early_and_the_others_keep_training(small_cfg):
     for s in alive:
         assert s["diverged_epoch"] is None and 0 < s["min_error"] < 100 and s["best_epoch"] >= 1
     # Curves of a diverged seed stop at its divergence: NaN from then on.
-    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
-    for epoch, seed, loss, error in rows:
-        if int(epoch) >= 1 and int(seed) in {s["seed"] for s in diverged}:
-            assert loss == error == "nan"
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if int(row["epoch"]) >= 1 and int(row["seed"]) in {s["seed"] for s in diverged}:
+            assert row["train_loss"] == row["test_error"] == "nan"
     # The survivors of such an init mostly never leave chance in 3 epochs: they count as failed, not as n.
     failed = [s for s in alive if s["min_error"] >= records.FAILED_ERROR]
     assert f"n={len(alive) - len(failed)}, {len(diverged)} diverged" in runner.finished_line(rec)
