@@ -8,9 +8,8 @@ the budget the numbers come from, and every legend sits outside the data.
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .tables import budget_words, display
+from .records import atomic_write
+from .render import budget_words, display
 
 # One colour per init in every figure, so IBCI is the same colour in the curves and the bars.
 INIT_ORDER = ("vanilla", "lsuv", "ibci", "tie", "iim")
@@ -39,24 +39,19 @@ ZOOM_FACTOR = 2.0
 def save_figure(fig: Figure, path, formats=FIGURE_FORMATS) -> list[Path]:
     """Write `fig` as <path without suffix>.<format> for each format; returns the paths written.
 
-    Each file is written to a temporary file beside it, then renamed:
-    readers never see half a figure, and an interrupted write leaves nothing.
+    Each file is drawn into memory, then written atomically
+    (`records.atomic_write`): readers never see half a figure, and an
+    interrupted write leaves nothing.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{fmt}")
-        os.close(fd)
-        try:
-            # No creation date in the PDF: the same figure gives the same bytes.
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata={"CreationDate": None} if fmt == "pdf" else None)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a figure is meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        # No creation date in the PDF: the same figure gives the same bytes.
+        fig.savefig(buffer, format=fmt, dpi=DPI, metadata={"CreationDate": None} if fmt == "pdf" else None)
+        atomic_write(target, buffer.getvalue())
         written.append(target)
     return written
 

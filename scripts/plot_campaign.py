@@ -32,7 +32,7 @@ from ibci.data import load_mnist  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
 from ibci.inits import BASES, base_std  # noqa: E402
 from ibci.models import HIDDEN_SIZES, layer_sizes  # noqa: E402
-from ibci.tables import display  # noqa: E402
+from ibci.render import display  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 
 FIGURE_NAME = "campaign_info_plane"  # .pdf and .png
