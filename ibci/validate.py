@@ -11,6 +11,7 @@ import math
 import torch
 
 from . import campaign
+from .data import DATA_SETS
 from .errors import UserError
 from .inits import BASES, UNIFORM_BIAS
 from .models import N_CLASSES, hidden_widths
@@ -20,7 +21,7 @@ CAMPAIGN_INITS = ("ibci", "tie", "iim")
 READINGS = ("paper", "authors")
 REGS = ("none", "nsr")
 PROTOCOLS = ("min", "heldout")
-DATASETS = ("mnist",)
+DATASETS = tuple(sorted(DATA_SETS))
 TRAIN_SIZE = 60000
 HELDOUT_SIZE = 10000
 

