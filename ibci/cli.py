@@ -1,8 +1,9 @@
 """The boundary between users and the library: config composition and error reporting.
 
 Entry points (`run.py`, `scripts/`) use these; the rest of `ibci` never sees
-Hydra. An experiment (`experiments/<name>.yaml`) names a grid of cells; every
-cell is the Hydra config composed from the grid's overrides plus the user's.
+Hydra. An experiment (`configs/experiment/<name>.yaml`, a Hydra overlay) names a
+grid of cells; every cell is the Hydra config composed from the grid's overrides
+plus the user's.
 """
 
 from __future__ import annotations
@@ -113,17 +114,49 @@ def check_added_keys(jobs: list[list[str]], config_dir: Path = CONFIG_DIR, confi
             raise UserError(f"{override} adds a key the config does not have; {hint}")
 
 
+def _experiment_name(word: str) -> str:
+    return word.removeprefix("+").removeprefix("experiment=")
+
+
 def load_experiment(name: str) -> dict:
-    """An experiment spec by name (`table1`) or path."""
+    """An experiment's spec: `table1` or `experiment=table1` (configs/experiment/), `verdict`, or a YAML path.
+
+    An overlay (configs/experiment/<name>.yaml) is read as plain YAML: its grid
+    is `hydra.sweeper.params`, its table's layout the `table:` block, and its
+    cells are composed with `experiment=<name>`, so they are exactly the cells
+    of `python run.py -m experiment=<name>`. A spec that is not a product grid
+    (experiments/verdict.yaml), or a file given by path, is a plain spec: `grid:`
+    or `columns:`, with `overrides:` for its recipe.
+    """
+    name = _experiment_name(name)
     path = Path(name)
+    overlay = CONFIG_DIR / "experiment" / f"{name}.yaml"
     if not path.suffix:
-        path = EXPERIMENT_DIR / f"{name}.yaml"
+        path = overlay if overlay.is_file() else EXPERIMENT_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml")))
-        raise UserError(f"experiment {name!r} not found; known experiments: {known}")
-    spec = yaml.safe_load(path.read_text())
+        known = sorted({p.stem for d in (CONFIG_DIR / "experiment", EXPERIMENT_DIR) for p in d.glob("*.yaml")})
+        raise UserError(f"experiment {name!r} not found; known experiments: {', '.join(known)}")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"experiment {name!r}: cannot read {path} ({' '.join(str(e).split())})") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"experiment {name!r}: {path} holds no mapping")
+    if path == overlay:
+        params = (spec.get("hydra") or {}).get("sweeper", {}).get("params") or {}
+        grid = {k: [_scalar(v) for v in str(values).split(",")] for k, values in params.items()}
+        table = dict(spec.get("table") or {})
+        shown = table.pop("columns", None)  # the baseline's cells run, but it is no column of the table
+        if shown is not None:
+            grid[table["column"]] = list(shown)
+        spec = {**table, "grid": grid, "overrides": [f"experiment={name}"]}
     spec.setdefault("name", path.stem)
     return spec
+
+
+def _scalar(text: str):
+    """A sweep value as YAML reads it (`2` -> 2), so that grid values compare with the cells' keys."""
+    return yaml.safe_load(text.strip())
 
 
 def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:

@@ -18,7 +18,7 @@ from . import records
 
 def _cell_columns(rec: dict) -> dict:
     budget = {f"budget_{k}": v for k, v in rec["budget"].items()}
-    return {"cell_id": rec["cell_id"], **rec["cell"], **budget}
+    return {"cell_id": rec["cell_id"], **records.cell_of(rec), **budget}
 
 
 def load_cells(results_dir: str | Path, failed_error: float = records.FAILED_ERROR) -> pd.DataFrame:

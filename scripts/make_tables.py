@@ -1,17 +1,21 @@
-"""Build a paper table (CSV, Markdown, LaTeX) and its figures from the runs of a sweep.
+"""Build a table (CSV, Markdown, LaTeX) and its figures from the records of an experiment's runs.
 
-    .venv/bin/python scripts/make_tables.py table1                             # paper budget, results/
-    .venv/bin/python scripts/make_tables.py table2 profile=smoke results_dir=/tmp/s
-    .venv/bin/python scripts/make_tables.py table1 seeds=3 epochs=20           # any overrides the sweep had
+    .venv/bin/python scripts/make_tables.py experiment=table1        # results/, at the budget its runs have
+    .venv/bin/python scripts/make_tables.py table2 results_dir=/tmp/s
+    .venv/bin/python scripts/make_tables.py table1 budget=s5e100     # when runs of several budgets share a folder
+    .venv/bin/python scripts/make_tables.py table3 lr=0.1            # any override the sweep had
 
-Pass the same Hydra overrides the sweep ran with: every cell of the
-experiment's grid (baseline column included) is composed from them, so the
-table reads exactly the run directories that sweep wrote, even when runs of
-other budgets share the results dir. Writes
-<results_dir>/tables/<name>.{csv,md,tex} (the .tex is a table float to
-\\input, see its first lines) and <results_dir>/figures/<name>_curves.{png,pdf},
-<name>_min_error.{png,pdf}, each titled with the budget, and prints one line
-per file plus a summary. Unfinished cells show as "missing".
+The experiment (configs/experiment/<name>.yaml, or a spec's path) names the
+grid. Every finished run under <results_dir>/runs/ is read from its
+record.json alone and matched to a grid cell by the settings both have, so a
+run made before a setting was added still counts. Runs of one cell at
+several budgets are an error naming them, unless `budget=` (or profile=,
+seeds=, epochs=) picks one. Writes <results_dir>/tables/<name>.{csv,md,tex}
+(the .tex is a table float to \\input, see its first lines) and
+<results_dir>/figures/<name>_curves.{png,pdf}, <name>_min_error.{png,pdf},
+each titled with the budget, and prints one line per file plus a summary.
+Unfinished cells show as "missing"; a grid without `paper:` has no paper
+numbers beside ours.
 """
 
 from __future__ import annotations
@@ -24,32 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from ibci import plots, records, tables  # noqa: E402
-from ibci.cli import CONFIG_DIR, ROOT, cell_overrides, experiment_grid, grid_cells, load_experiment  # noqa: E402
+from ibci import plots, records, render, tables  # noqa: E402
+from ibci.cli import ROOT, cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment  # noqa: E402
 from ibci.cli import report_user_errors  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
-
-
-def compose_cells(cells: list[dict], user_overrides: list[str]) -> list[dict]:
-    """The resolved config of every cell, as `ibci.cli.compose(user + cell overrides)` gives it.
-
-    Hydra is initialized once for all cells: initializing per cell costs
-    about as much as composing, which would double the time for a 24-cell table.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return [
-                OmegaConf.to_container(compose("config", overrides=[*user_overrides, *cell_overrides(c)]), resolve=True)
-                for c in cells
-            ]
-    except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot compose the cells with overrides {user_overrides}: {first}") from None
 
 
 def check_overrides(user_overrides: list[str], grid: dict) -> None:
@@ -69,27 +51,50 @@ def read_metrics(run_dir: Path) -> pd.DataFrame | None:
         return None
 
 
-def collect(spec: dict, user_overrides: list[str]) -> dict:
-    """Everything the outputs are made of: results dir, records and metrics per cell key, seeds per cell."""
+def split_budget(argv: list[str]) -> tuple[str | None, list[str]]:
+    """`budget=<label>` (which of several budgets to tabulate) apart from the Hydra overrides."""
+    chosen = [a.partition("=")[2] for a in argv if a.startswith("budget=")]
+    return (chosen[-1] if chosen else None), [a for a in argv if not a.startswith("budget=")]
+
+
+def free_budget(overrides: list[str]) -> tuple[str, ...]:
+    """The budget settings the command line leaves open: a table reads its runs at whatever budget they have."""
+    named = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    return () if "profile" in named else tuple(k for k in records.BUDGET_KEYS if k not in named)
+
+
+def collect(spec: dict, user_overrides: list[str], budget: str | None = None) -> dict:
+    """Everything the outputs are made of: results dir, records and metrics per cell key, seeds per cell.
+
+    Runs are found by their records alone (`records.select_runs`): a cell's
+    config is composed only to know what each grid value means (`method=nsr`
+    is init vanilla with reg nsr), never to recompute a run directory's name.
+    """
     grid = experiment_grid(spec)
     check_overrides(user_overrides, grid)
     cells = grid_cells(grid)
-    cfgs = compose_cells(cells, [*spec.get("overrides", []), *user_overrides])  # as scripts/sweep.py composes them
-    keys = tables.key_columns(spec)
+    fixed = [*spec.get("overrides", []), *user_overrides]  # as scripts/sweep.py composes them
+    cfgs = compose_many([[*fixed, *cell_overrides(c)] for c in cells])
     results_dir = Path(cfgs[0]["results_dir"])
     records.require_runs(results_dir)
+    found = records.select_runs(records.load_records(results_dir), cfgs, free=free_budget(user_overrides),
+                                budget=budget, what=f"{spec['name']} in {results_dir}")
+    keys = tables.key_columns(spec)
     recs, metrics = {}, {}
-    for cell, cfg in zip(cells, cfgs):
+    for cell, rec in zip(cells, found):
         key = tuple(cell[k] for k in keys)
-        run_dir = results_dir / "runs" / records.cell_id(cfg)
-        recs[key] = records.read_record(run_dir)
-        if recs[key] is not None:
-            metrics[key] = read_metrics(run_dir)
-    return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(cfgs[0]["seeds"]),
+        recs[key] = rec
+        if rec is not None:
+            metrics[key] = read_metrics(results_dir / "runs" / rec["cell_id"])
+    n_expected = next((r["budget"]["seeds"] for r in found if r is not None), int(cfgs[0]["seeds"]))
+    return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(n_expected),
                 failed_error=float(cfgs[0]["failed_error"]))
 
 
 def read_paper(spec: dict) -> pd.DataFrame:
+    """The paper's numbers for the table's cells; none (an empty frame) for a grid no paper has."""
+    if not spec.get("paper"):
+        return pd.DataFrame(columns=[*tables.key_columns(spec), "err_mean", "err_std", "best_epoch"])
     path = ROOT / spec["paper"]
     try:
         return pd.read_csv(path)
@@ -108,8 +113,8 @@ def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.
     try:
         table_dir.mkdir(parents=True, exist_ok=True)
         figure_dir.mkdir(parents=True, exist_ok=True)
-        for suffix, text in (("csv", tables.to_csv(df)), ("md", tables.to_markdown(df, spec)),
-                             ("tex", tables.to_latex(df, spec))):
+        for suffix, text in (("csv", render.to_csv(df)), ("md", render.to_markdown(df, spec)),
+                             ("tex", render.to_latex(df, spec))):
             path = table_dir / f"{name}.{suffix}"
             records.atomic_write_text(path, text)
             written.append(path)
@@ -136,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if argv else 2
     spec = load_experiment(argv[0])
-    for k in ("grid", "rows", "column", "paper"):
+    for k in ("grid", "rows", "column"):
         if k not in spec:
             raise UserError(f"experiment {spec['name']!r} lacks the key {k!r}")
-    collected = collect(spec, argv[1:])
+    budget, overrides = split_budget(argv[1:])
+    collected = collect(spec, overrides, budget)
     df, written = write_outputs(spec, collected, read_paper(spec))
     for path in written:
         print(f"wrote {path}")

@@ -3,8 +3,9 @@
     .venv/bin/python scripts/make_verdict.py verdict                              # paper budget, results/
     .venv/bin/python scripts/make_verdict.py verdict profile=smoke results_dir=/tmp/s
 
-Pass the overrides the sweep ran with. Reads <results_dir>/runs/*/record.json
-of every cell the verdict needs (missing cells are reported, not guessed) and
+Pass the overrides the sweep ran with. Finds every cell the verdict needs among
+<results_dir>/runs/*/record.json by what the records say (missing cells are
+reported, not guessed; see ibci.records.select_runs) and
 writes <results_dir>/tables/verdict.csv (one row per claim x reading x row:
 the test and its verdict), verdict_columns.csv (every column's numbers) and
 verdict.md (the report).
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from ibci import records, tables, verdict  # noqa: E402
+from ibci import records, render, verdict  # noqa: E402
 from ibci.cli import ROOT, check_added_keys, compose, compose_many, load_experiment, report_user_errors  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
 
@@ -55,11 +56,12 @@ def main(argv: list[str]) -> int:
     base_cfg = compose(overrides)
     cells = verdict.cells(spec, base_cfg["seeds"], base_cfg["epochs"])
     jobs = [[*overrides, *c["overrides"]] for c in cells]
-    check_added_keys(jobs)  # an added key changes every cell id: the records would all be "missing"
+    check_added_keys(jobs)  # a key nothing reads would train (and here find) the default instead
     cfgs = compose_many(jobs)
     results_dir = Path(base_cfg["results_dir"])
     records.require_runs(results_dir)
-    found = [(c, records.read_record(results_dir / "runs" / records.cell_id(cfg))) for c, cfg in zip(cells, cfgs)]
+    runs = records.select_runs(records.load_records(results_dir), cfgs, what=f"{spec['name']} in {results_dir}")
+    found = list(zip(cells, runs))
     pooled = verdict.pool_seeds(spec, found)
     paper = read_paper(spec)
     claims = verdict.claims_frame(spec, pooled, paper)
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
     out = results_dir / "tables"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, text in (("verdict.csv", tables.to_csv(claims)), ("verdict_columns.csv", tables.to_csv(cols)),
+        for name, text in (("verdict.csv", render.to_csv(claims)), ("verdict_columns.csv", render.to_csv(cols)),
                            ("verdict.md", md)):
             records.atomic_write_text(out / name, text)
             print(f"wrote {out / name}")

@@ -1,11 +1,11 @@
 """Run an experiment's whole grid, training cells of the same depth as one stack.
 
-    python scripts/sweep.py table1                          # the paper budget, into results/
+    python scripts/sweep.py experiment=table1               # the paper budget, into results/ (or: table1)
     python scripts/sweep.py table2 profile=smoke results_dir=/tmp/s
     python scripts/sweep.py table1 stack_cells=1            # one cell at a time, like `run.py -m`
     python scripts/sweep.py verdict                         # every reading of IBCI, n = 10 (experiments/verdict.yaml)
 
-Same cells, same run directories and same records as `python run.py -m <grid>`;
+Same cells, same run directories and same records as `python run.py -m experiment=table1`;
 stacking only makes it faster (see ibci/engine.py). Done cells are skipped, so
 an interrupted sweep resumes by running the same command again.
 """
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     if "-h" in argv or "--help" in argv:
         print(__doc__.strip())
         sys.exit(0)
-    if not argv or "=" in argv[0]:
+    if not argv or ("=" in argv[0] and not argv[0].startswith("experiment=")):
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(2)
     flags = [a for a in argv if a.startswith("-")]

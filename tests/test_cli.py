@@ -111,7 +111,7 @@ def test_hydra_flags_print_and_train_nothing(args, stdout, tmp_path):
     (["init=ibci", "+init.pool_factr=2"],
      "+init.pool_factr=2 adds a key the config does not have; did you mean init.pool_factor=2?"),
     (["+foo=1"], "+foo=1 adds a key the config does not have; nothing reads it (`python run.py --cfg job` lists the keys)"),
-    (["+experiment=table1"], "+experiment=table1 adds a key the config does not have; nothing reads it"),
+    (["-m", "+experiment=table1"], "Multiple values for experiment"),  # a group now: `experiment=table1` selects it
     # the widths of a depth are data, not a setting to suggest
     (["+networks.4=[10,10,10]", "depth=4"], "+networks.4=[10,10,10] adds a key the config does not have; nothing"),
     # init.tol is LSUV's: under init=ibci nothing reads it, in every job of a sweep
@@ -161,8 +161,8 @@ def test_the_sweep_script_refuses_an_added_key_and_a_flag(tmp_path, capsys):
 
 
 def test_a_word_that_is_no_override_is_one_line():
-    with pytest.raises(UserError, match="^table1 is not an override [(]key=value[)]; an experiment's grid runs with "
-                                        "python scripts/sweep.py table1$"):
+    with pytest.raises(UserError, match="^table1 is not an override [(]key=value[)]; run a table's grid with "
+                                        "python run.py -m experiment=table1$"):
         run.check_command_line(["table1", "profile=smoke"])
     with pytest.raises(UserError, match="^epochs is not an override [(]key=value[)]$"):
         run.check_command_line(["epochs", "3"])
@@ -204,3 +204,35 @@ def test_every_script_answers_h_too(name, capsys, monkeypatch):
         code = e.code
     assert code == 0
     assert f"scripts/{name}.py" in capsys.readouterr().out
+
+
+# ---- experiments as Hydra overlays ----------------------------------------------------------------
+
+
+def test_an_experiment_overlay_is_a_grid_its_cells_keep_their_ids():
+    from ibci import records
+    from ibci.cli import compose_many, load_experiment
+
+    spec = load_experiment("experiment=table3")
+    assert spec["grid"] == {"net": ["mlp3", "mlp4", "mlp6", "mlp8", "mlp10"],
+                            "method": ["vanilla", "nsr", "ibci_nsr", "lsuv_nsr"]}
+    assert spec["rows"] == ["net"] and spec["column"] == "method" and spec["paper"].endswith("table3.csv")
+    # The overlay's recipe composes to the same cell as spelling it out; a command-line value still wins.
+    overlay, spelled, mine = compose_many([["experiment=table3", "net=mlp4", "method=nsr"],
+                                           ["lr=0.01", "protocol=heldout", "net=mlp4", "method=nsr"],
+                                           ["experiment=table3", "net=mlp4", "method=nsr", "lr=0.1"]])
+    assert records.cell_id(overlay) == records.cell_id(spelled) and "table" in overlay
+    assert mine["lr"] == 0.1 and records.cell_id(mine) != records.cell_id(overlay)
+    # Table 2 runs Vanilla's cells for its comparisons but prints only IBCI and its ablations.
+    assert load_experiment("table2")["grid"]["init"] == ["ibci", "tie", "iim"]
+
+
+def test_run_py_checks_every_cell_of_an_experiments_grid(monkeypatch):
+    seen = []
+    monkeypatch.setattr(run, "compose_many", lambda jobs, *a: seen.extend(jobs) or [])
+    run.check_command_line(["-m", "experiment=table1", "depth=2", "profile=smoke"])
+    cells = {tuple(sorted(o for o in job if o.split("=")[0] in ("base", "depth", "init"))) for job in seen}
+    assert len(seen) == len(cells) == 2 * 3  # the command line's depth=2 replaces the grid's depths
+    assert all("experiment=table1" in job and "depth=2" in job for job in seen)
+    with pytest.raises(UserError, match="^experiment=table1 is a grid of cells; add -m"):
+        run.check_command_line(["experiment=table1"])

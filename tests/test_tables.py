@@ -1,4 +1,5 @@
-"""The table builder: a golden test on a committed fake sweep, the flags, the formats, the figures.
+"""The tables (ibci.tables builds the frame, ibci.render writes it): a golden test on a committed fake sweep,
+the flags, the formats, the figures.
 
 The golden files are tests/golden/expected/<name>.{csv,md,tex}. After an
 intended change of the output, regenerate and then read them:
@@ -22,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibci import plots, records, tables
-from ibci.cli import ROOT, experiment_grid, grid_cells, load_experiment
+from ibci import plots, records, render, tables
+from ibci.cli import ROOT, experiment_grid, load_experiment
 from ibci.errors import UserError
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -53,7 +54,7 @@ def golden_table(name: str) -> tuple[dict, pd.DataFrame]:
 
 def rendered(name: str) -> dict[str, str]:
     spec, df = golden_table(name)
-    return {"csv": tables.to_csv(df), "md": tables.to_markdown(df, spec), "tex": tables.to_latex(df, spec)}
+    return {"csv": render.to_csv(df), "md": render.to_markdown(df, spec), "tex": render.to_latex(df, spec)}
 
 
 def check_golden(name: str, suffix: str, text: str) -> None:
@@ -89,7 +90,7 @@ def test_golden_numbers_match_a_hand_computation():
     assert row.err_std == pytest.approx(statistics.stdev(errors))
     assert row.best_epoch_mean == pytest.approx(statistics.mean(epochs))
     cell = f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f} ({statistics.mean(epochs):.0f})"
-    assert f"| Xavier | 2 | {cell} | 2.04 ± 0.03 (75) |" in tables.to_markdown(df, spec_of("golden"))
+    assert f"| Xavier | 2 | {cell} | 2.04 ± 0.03 (75) |" in render.to_markdown(df, spec_of("golden"))
 
 
 def test_golden_layout_is_the_papers():
@@ -120,20 +121,10 @@ def fixture_dirs() -> dict[tuple, Path]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_script_writes_the_golden_tables(name, tmp_path, capsys):
-    """The script's own path: Hydra composition, cell ids, reading runs, atomic writes, figures.
-
-    The fixture directories are copied under the ids the *current* configs
-    compose to, so a new config key elsewhere changes nothing here.
-    """
+    """The script's own path: Hydra composition, finding runs by their records, atomic writes, figures."""
     script = load_script()
-    spec = spec_of(name)
     overrides = [*SWEEP_OVERRIDES, f"results_dir={tmp_path}"]
-    cells = grid_cells(experiment_grid(spec))
-    fixtures = fixture_dirs()
-    for cell, cfg in zip(cells, script.compose_cells(cells, overrides)):
-        src = fixtures.get((cell["base"], cell["depth"], cell["init"]))
-        if src is not None:
-            shutil.copytree(src, tmp_path / "runs" / records.cell_id(cfg))
+    shutil.copytree(SWEEP / "runs", tmp_path / "runs")
 
     assert script.main([str(GOLDEN / f"{name}.yaml"), *overrides]) == 0
 
@@ -199,7 +190,7 @@ def test_missing_cell_is_flagged_and_empty():
     r = row_of(df, "ibci")
     assert r.flag == "missing" and r.n == 0 and math.isnan(r.err_mean) and math.isnan(r.diff_vs_baseline)
     assert r.paper_mean == 1.93  # the paper's value still shows beside the gap
-    assert "missing †" in tables.to_markdown(df, SPEC)
+    assert "missing †" in render.to_markdown(df, SPEC)
 
 
 def test_incomplete_cell_is_flagged_with_its_counts():
@@ -208,7 +199,7 @@ def test_incomplete_cell_is_flagged_with_its_counts():
     df = tables.build_table(SPEC, recs, PAPER, n_expected=3)
     assert row_of(df, "vanilla").flag == "incomplete 2/3"
     assert row_of(df, "ibci").flag == ""
-    assert "Vanilla: incomplete 2/3 (n = 2)" in tables.to_markdown(df, SPEC)
+    assert "Vanilla: incomplete 2/3 (n = 2)" in render.to_markdown(df, SPEC)
 
 
 def test_diverged_seeds_are_flagged_and_never_averaged():
@@ -228,7 +219,7 @@ def test_seeds_that_never_leave_chance_are_flagged_and_never_averaged():
     r = row_of(df, "ibci")
     assert r.flag == "1/3 failed" and (r.n, r.n_diverged, r.n_failed) == (2, 0, 1)
     assert r.err_mean == pytest.approx(2.0)
-    assert "IBCI: 1/3 failed (n = 2)" in tables.to_markdown(df, SPEC)
+    assert "IBCI: 1/3 failed (n = 2)" in render.to_markdown(df, SPEC)
     # The threshold is a setting: at 90% the same seed counts.
     r = row_of(tables.build_table(SPEC, recs, PAPER, n_expected=3, failed_error=90), "ibci")
     assert (r.n, r.n_failed) == (3, 0)
@@ -243,7 +234,7 @@ def test_incomplete_and_diverged_together():
 def test_a_single_seed_shows_its_n_and_no_spread():
     recs = {("xavier", 2, "vanilla"): fake_record("vanilla", [2.1]), ("xavier", 2, "ibci"): fake_record("ibci", [1.9])}
     df = tables.build_table(SPEC, recs, PAPER, n_expected=1)
-    md, tex = tables.to_markdown(df, SPEC), tables.to_latex(df, SPEC)
+    md, tex = render.to_markdown(df, SPEC), render.to_latex(df, SPEC)
     # Seed 0 of fake_record has best epoch 10.
     assert "| Xavier | 2 | 2.10 (10; n = 1) | 2.04 ± 0.03 (75) | 1.90 (10; n = 1) |" in md
     assert "| 2.10 (n = 1) | -0.20 [n/a], p n/a |" in md  # one run against one: no CI, no p
@@ -260,8 +251,8 @@ def test_a_ci_needs_three_seeds_a_side_but_welch_p_does_not():
     r = row_of(df, "ibci")
     assert r.diff_vs_baseline == pytest.approx(-0.15) and not math.isnan(r.p_welch)
     assert math.isnan(r.ci_low) and math.isnan(r.ci_high)
-    assert f"| -0.15 [n/a], p = {r.p_welch:.3f} |" in tables.to_markdown(df, SPEC)
-    assert "[n/a]" in tables.to_latex(df, SPEC)
+    assert f"| -0.15 [n/a], p = {r.p_welch:.3f} |" in render.to_markdown(df, SPEC)
+    assert "[n/a]" in render.to_latex(df, SPEC)
 
 
 def test_within_2std_uses_the_combined_std():
@@ -304,30 +295,30 @@ def test_heldout_protocol_is_stated():
     for r in recs.values():
         r["cell"]["protocol"] = "heldout"
     df = tables.build_table(SPEC, recs, PAPER, n_expected=2)
-    assert "Protocol: heldout" in tables.to_markdown(df, SPEC)
-    assert "mean selected epoch" in tables.to_latex(df, SPEC)
+    assert "Protocol: heldout" in render.to_markdown(df, SPEC)
+    assert "mean selected epoch" in render.to_latex(df, SPEC)
     # All training images less the 10,000 held out to select the epoch.
-    assert "Budget: 2 seeds × 20 epochs, 50,000 training images (batch 100, lr 0.1)." in tables.to_markdown(df, SPEC)
+    assert "Budget: 2 seeds × 20 epochs, 50,000 training images (batch 100, lr 0.1)." in render.to_markdown(df, SPEC)
 
 
 def test_budget_words():
     budget = {"seeds": 5, "epochs": 100, "train_limit": None, "batch_size": 100, "lr": 0.1}
-    assert tables.budget_words(budget, "min") == "5 seeds × 100 epochs, 60,000 training images"
-    assert tables.budget_words(budget, "min", times="x", detail=True) == (
+    assert render.budget_words(budget, "min") == "5 seeds × 100 epochs, 60,000 training images"
+    assert render.budget_words(budget, "min", times="x", detail=True) == (
         "5 seeds x 100 epochs, 60,000 training images (batch 100, lr 0.1)")
     smoke = {"seeds": 1, "epochs": 1, "train_limit": 2000}
-    assert tables.budget_words(smoke, "heldout") == "1 seed × 1 epoch, 2,000 training images"
-    assert tables.budget_words(None) == "budget unknown (no finished cells)"
-    # ibci.tables keeps its own copy so as not to import torch; the two must agree.
+    assert render.budget_words(smoke, "heldout") == "1 seed × 1 epoch, 2,000 training images"
+    assert render.budget_words(None) == "budget unknown (no finished cells)"
+    # ibci.render keeps its own copy so as not to import the training side; the two must agree.
     from ibci import validate
-    assert (tables.TRAIN_IMAGES, tables.HELDOUT_IMAGES) == (validate.TRAIN_SIZE, validate.HELDOUT_SIZE)
+    assert (render.TRAIN_IMAGES, render.HELDOUT_IMAGES) == (validate.TRAIN_SIZE, validate.HELDOUT_SIZE)
 
 
 def test_the_budget_comes_from_the_records():
     spec, df = golden_table("golden")
     assert df.attrs["budget"] == {"seeds": 3, "seed_offset": 0, "epochs": 8, "train_limit": 1000,
                                   "batch_size": 100, "lr": 0.1}
-    assert f"Budget: {SWEEP_BUDGET} (batch 100, lr 0.1)." in tables.to_markdown(df, spec)
+    assert f"Budget: {SWEEP_BUDGET} (batch 100, lr 0.1)." in render.to_markdown(df, spec)
     assert tables.build_table(spec, {}, paper_of(spec), n_expected=3).attrs["budget"] is None
 
 
@@ -338,7 +329,7 @@ def test_two_records_for_one_cell_are_refused():
 
 def test_csv_is_the_tidy_frame():
     _, df = golden_table("golden_ablation")
-    back = pd.read_csv(io.StringIO(tables.to_csv(df)))
+    back = pd.read_csv(io.StringIO(render.to_csv(df)))
     assert list(back.columns) == ["base", "depth", "init", *tables.STAT_COLUMNS]
     assert len(back) == 12 and set(back.flag.fillna("")) == {"", "missing", "1/3 diverged", "incomplete 2/3"}
 
@@ -354,7 +345,7 @@ def test_the_papers_tables_have_paper_numbers_for_every_column(name, n_cells):
     assert df[df.init == "vanilla"].paper_mean.notna().all() == (name == "table1")
     if name == "table2":
         # The paper prints these two with three decimals; the CSV keeps them.
-        assert ",2.034,0.09,62," in tables.to_csv(df) and ",1.856,0.05,55," in tables.to_csv(df)
+        assert ",2.034,0.09,62," in render.to_csv(df) and ",1.856,0.05,55," in render.to_csv(df)
 
 
 # ---- LaTeX -------------------------------------------------------------------------------------
@@ -408,7 +399,7 @@ def test_latex_caption_states_table_protocol_budget_and_n(name):
 
 def test_latex_caption_names_the_papers_table():
     spec, df = full_table("table1")
-    tex = tables.to_latex(df, spec)
+    tex = render.to_latex(df, spec)
     assert (r"\caption[{Minimal test error (\%) of MLPs on MNIST, ours and as printed in Table 1 of "
             "Mao et al. (CIKM 2021)}]") in tex
     assert r"Budget: 5 seeds $\times$ 100 epochs, 60,000 training images (batch 100, lr 0.1); n = 5 seeds per cell." in tex
@@ -419,7 +410,7 @@ LATEX_CASES = [*NAMES, "table1", "table2"]
 
 
 def latex_of(name: str) -> str:
-    return rendered(name)["tex"] if name in NAMES else tables.to_latex(*reversed(full_table(name)))
+    return rendered(name)["tex"] if name in NAMES else render.to_latex(*reversed(full_table(name)))
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
@@ -557,7 +548,6 @@ def test_save_figure_writes_png_and_pdf_atomically(tmp_path):
     written = plots.save_figure(fig, tmp_path / "figures" / "golden_min_error")
     assert written == [tmp_path / "figures" / "golden_min_error.png", tmp_path / "figures" / "golden_min_error.pdf"]
     assert written[0].read_bytes()[:8] == PNG_MAGIC and written[1].read_bytes()[:5] == b"%PDF-"
-    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["golden_min_error.pdf", "golden_min_error.png"]
     # Drawing and saving the same figure again gives the same PDF bytes (no creation date inside).
     again = plots.save_figure(plots.min_error_vs_paper(df, title="golden"), tmp_path / "again")

@@ -140,6 +140,7 @@ def test_make_verdict_end_to_end_on_a_small_spec(tmp_path):
     spec["rows"] = {"base": ["xavier", "he"], "depth": [2]}
     spec["claims"] = [c for c in SPEC["claims"] if c["a"] in spec["columns"] and c["b"] in spec["columns"]]
     spec["lsuv_variants"] = ["lsuv"]
+    spec["lsuv_best"] = None
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(spec))
     overrides = ["profile=smoke", "data.train_limit=500", "epochs=1", f"results_dir={tmp_path / 'r'}", "progress=false"]
