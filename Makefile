@@ -13,7 +13,7 @@ VERDICT := $(PY) scripts/make_verdict.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 table1 table2 table3 verdict bench data data-mnist data-fashion clean
+.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench data data-mnist data-fashion clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ test: $(STAMP)  ## Run the test suite (slow tests excluded)
 test-slow: $(STAMP)  ## Run only the slow tests
 	$(PY) -m pytest -q -m slow
 
-smoke: smoke-table1 smoke-table2 smoke-table3 smoke-verdict  ## Tables 1 to 3 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
+smoke: smoke-table1 smoke-table2 smoke-table3 smoke-table4 smoke-verdict  ## Tables 1 to 4 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
 	$(SWEEP) experiment=table1 $(SMOKE)
@@ -56,6 +56,10 @@ smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
 smoke-table3: $(STAMP)  ## Table 3 (NSR) on the tiny budget
 	$(SWEEP) experiment=table3 $(SMOKE)
 	$(TABLES) experiment=table3 $(SMOKE)
+
+smoke-table4: $(STAMP) data-fashion  ## Table 4 (CNN, MNIST and Fashion-MNIST) on the tiny budget (1 epoch: the recipe's 30 epochs win over a profile's)
+	$(SWEEP) experiment=table4 $(SMOKE) epochs=1
+	$(TABLES) experiment=table4 $(SMOKE) epochs=1
 
 smoke-verdict: $(STAMP)  ## The verdict on the tiny budget
 	$(SWEEP) verdict $(SMOKE)
@@ -73,6 +77,10 @@ table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(R
 table3: $(STAMP)  ## The NSR paper's MLP table: Vanilla, +NSR, IBCI + NSR, LSUV + NSR (5 networks x 5 seeds x 100 epochs)
 	$(SWEEP) experiment=table3 $(PAPER)
 	$(TABLES) experiment=table3 $(PAPER)
+
+table4: $(STAMP) data-fashion  ## Beyond the papers: a LeNet-style CNN on MNIST and Fashion-MNIST, Vanilla vs LSUV vs IBCI (5 seeds x 30 epochs)
+	$(SWEEP) experiment=table4 $(PAPER)
+	$(TABLES) experiment=table4 $(PAPER)
 
 verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 per cell -> $(RESULTS)/tables/verdict.{md,csv}
 	$(SWEEP) verdict $(PAPER)

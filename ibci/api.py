@@ -45,6 +45,25 @@ def linear_layers(model: nn.Sequential) -> list[nn.Linear]:
     return linears
 
 
+def configs(method: str = "ibci", base: str = "xavier", **options) -> tuple[dict, dict]:
+    """The base's and the method's config dicts (as configs/base/ and configs/init/ spell them) for `options`.
+
+    What `init_` and `initialize.init_stack` take: the suite's defaults with
+    `options` (see `init_`) in their place; an unknown option is an error.
+    """
+    if method not in METHODS:
+        raise UserError(f"method={method!r} is not one of: {', '.join(METHODS)}")
+    defaults = INIT_DEFAULTS["campaign" if method in ("ibci", "tie", "iim") else method]
+    base_keys = set(BASE_DEFAULTS)
+    unknown = set(options) - base_keys - set(defaults)
+    if unknown:
+        allowed = ", ".join(sorted(base_keys | set(defaults)))
+        raise UserError(f"init_(method={method!r}) takes no option {', '.join(sorted(unknown))}; it takes: {allowed}")
+    base_cfg = {"name": base, **BASE_DEFAULTS, **{k: v for k, v in options.items() if k in base_keys}}
+    init_cfg = {"name": method, **defaults, **{k: v for k, v in options.items() if k in defaults}}
+    return base_cfg, init_cfg
+
+
 @torch.no_grad()
 def init_(
     model: nn.Sequential,
@@ -69,21 +88,12 @@ def init_(
     `generator`, or one seeded with `seed`. The number of classes is the last
     layer's width.
     """
-    if method not in METHODS:
-        raise UserError(f"method={method!r} is not one of: {', '.join(METHODS)}")
     linears = linear_layers(model)
     sizes = [linears[0].in_features, *(m.out_features for m in linears)]
     x = x.detach().float().cpu()
     if x.dim() != 2 or x.shape[1] != sizes[0]:
         raise UserError(f"x has shape {list(x.shape)} but the model takes [N, {sizes[0]}] (flatten images first)")
-    defaults = INIT_DEFAULTS["campaign" if method in ("ibci", "tie", "iim") else method]
-    base_keys = set(BASE_DEFAULTS)
-    unknown = set(options) - base_keys - set(defaults)
-    if unknown:
-        allowed = ", ".join(sorted(base_keys | set(defaults)))
-        raise UserError(f"init_(method={method!r}) takes no option {', '.join(sorted(unknown))}; it takes: {allowed}")
-    base_cfg = {"name": base, **BASE_DEFAULTS, **{k: v for k, v in options.items() if k in base_keys}}
-    init_cfg = {"name": method, **defaults, **{k: v for k, v in options.items() if k in defaults}}
+    base_cfg, init_cfg = configs(method, base, **options)
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     stack, info = init_stack(sizes, base_cfg, init_cfg, x, y.detach().long().cpu(), [g])
     for layer, W, b in zip(linears, stack.weights, stack.biases):

@@ -21,7 +21,6 @@ The layer keeps the winners' original columns, in election order.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,6 @@ from torch import Tensor
 
 from .errors import UserError
 from .inits import base_std, sample_base
-from .models import StackedMLP
 
 VARIANTS = ("ibci", "tie", "iim")
 SCOPES = ("global", "per_class")
@@ -344,6 +342,19 @@ def campaign_layer(
         R.relu_()
     scores = pool_scores(R, y, num_classes, tie_weight)
     del R
+    return elect_from_scores(scores, candidates, tie_weight, n_out, num_classes, scope)
+
+
+def elect_from_scores(
+    scores: dict, candidates: Tensor, tie_weight: float, n_out: int, num_classes: int = 10, scope: str = "global"
+) -> tuple[Tensor, dict]:
+    """The second half of `campaign_layer`: quotas and campaign, given `pool_scores` of the candidates.
+
+    Separate so that a layer whose responses are not H @ candidates can be
+    elected the same way: a convolution's filters, flattened into the columns
+    of `candidates` [fan_in, K], each scored on its pooled feature map
+    (`ibci.conv`). Returns what `campaign_layer` returns.
+    """
     counts = torch.bincount(scores["owner"], minlength=num_classes)
     quotas = class_quotas(counts, n_out)
     picked = run_campaign(candidates, scores["score"], scores["owner"], quotas, scope)
@@ -460,31 +471,3 @@ def layer_by_layer(sizes: list[int], x: Tensor, bias: float, elect_layer) -> tup
     # the info to write drop it.
     return weights, biases, dict(layers=layers, pools=dict(enumerate(pools)))
 
-
-def ibci_stack(
-    sizes: list[int],
-    x: Tensor,
-    y: Tensor,
-    base: str,
-    tie_weights: list[float],
-    generators: list[torch.Generator],
-    **kwargs,
-) -> tuple[StackedMLP, dict]:
-    """One IBCI campaign per generator (each its own pools), stacked into a StackedMLP.
-
-    kwargs are those of `ibci_init`. info = {"time_s": total wall time,
-    "seeds": [{"layers": [...], "time_s": ...} per generator]}, all JSON-ready.
-    """
-    start = time.perf_counter()
-    models, seeds = [], []
-    for g in generators:
-        t0 = time.perf_counter()
-        weights, biases, info = ibci_init(sizes, x, y, base, tie_weights, g, **kwargs)
-        models.append((weights, biases))
-        seeds.append(dict(layers=info["layers"], time_s=time.perf_counter() - t0))
-    n_layers = len(sizes) - 1
-    model = StackedMLP(
-        [torch.stack([w[l] for w, _ in models]) for l in range(n_layers)],
-        [torch.stack([b[l] for _, b in models]) for l in range(n_layers)],
-    )
-    return model, dict(time_s=time.perf_counter() - start, seeds=seeds)

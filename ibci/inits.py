@@ -75,19 +75,18 @@ def orthonormal(fan_in: int, fan_out: int, generator: torch.Generator) -> Tensor
     return (q if tall else q.T).float()
 
 
-def _biases(sizes: list[int], generators: list[torch.Generator], bias) -> list[Tensor]:
-    """Each layer's biases [S, fan_out]: the constant `bias`, or UNIFORM_BIAS draws.
+def draw_biases(layers: list[tuple[int, int]], generators: list[torch.Generator], bias) -> list[Tensor]:
+    """Each layer's biases [S, width]: the constant `bias`, or UNIFORM_BIAS draws.
 
-    The uniform draws come after all of a model's weights, so a model's
-    weights are the same whichever bias it gets.
+    `layers` holds (fan_in, width) per layer; for a convolution fan_in is
+    in_channels * kernel area, as nn.Conv2d's U(+-1/sqrt(fan_in)) has it.
+    Draw them after all of a model's weights, so that a model's weights are
+    the same whichever bias it gets.
     """
     if bias != UNIFORM_BIAS:
-        return [torch.full((len(generators), o), float(bias)) for o in sizes[1:]]
-    per_model = [
-        [(torch.rand(o, generator=g) * 2 - 1) / math.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
-        for g in generators
-    ]
-    return [torch.stack([b[l] for b in per_model]) for l in range(len(sizes) - 1)]
+        return [torch.full((len(generators), o), float(bias)) for _, o in layers]
+    per_model = [[(torch.rand(o, generator=g) * 2 - 1) / math.sqrt(i) for i, o in layers] for g in generators]
+    return [torch.stack([b[l] for b in per_model]) for l in range(len(layers))]
 
 
 def init_base(
@@ -108,7 +107,7 @@ def init_base(
     else:
         draw = lambda i, o, g: sample_base(base, i, o, o, g, std)  # noqa: E731
     weights = [torch.stack([draw(i, o, g) for g in generators]) for i, o in zip(sizes[:-1], sizes[1:])]
-    return StackedMLP(weights, _biases(sizes, generators, bias))
+    return StackedMLP(weights, draw_biases(list(zip(sizes[:-1], sizes[1:])), generators, bias))
 
 
 def lsuv(
@@ -130,18 +129,31 @@ def lsuv(
     h = x.expand(S, *x.shape) if x.dim() == 2 else x
     for l in range(model.num_layers if output_layer else model.num_layers - 1):
         W, b = model.weights[l], model.biases[l]
-        counts = torch.zeros(S, dtype=torch.long)
-        for _ in range(max_iter):
-            z = torch.baddbmm(b.unsqueeze(1), h, W)
-            var = z.var(dim=(1, 2))
-            todo = (var - 1).abs() >= tol
-            if not todo.any():
-                break
-            # A dead layer (variance 0) cannot be rescaled to unit variance; leave it.
-            scale = torch.where(todo & (var > 0), var.clamp_min(1e-30).rsqrt(), torch.ones_like(var))
-            W.mul_(scale.view(S, 1, 1))
-            counts += todo.long()
-        z = torch.baddbmm(b.unsqueeze(1), h, W)
+        z, counts = unit_variance_(W, lambda: torch.baddbmm(b.unsqueeze(1), h, W), tol, max_iter)
         h = z.relu_() if l < model.num_layers - 1 else z
         iterations.append(counts.tolist())
     return iterations
+
+
+def unit_variance_(W: Tensor, output, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
+    """LSUV's step for one layer of a stack of S models, in place.
+
+    W [S, ...]: the layer's weights, rescaled per model; `output()` returns
+    the layer's pre-activation output [S, ...] with the current W (any shape
+    after S: a linear layer's [S, batch, units], a convolution's feature maps),
+    whose variance over everything but S is driven to within `tol` of 1 in
+    at most `max_iter` rescalings. Returns (the final output, rescalings [S]).
+    """
+    S = W.shape[0]
+    counts = torch.zeros(S, dtype=torch.long)
+    for _ in range(max_iter):
+        z = output()
+        var = z.var(dim=tuple(range(1, z.dim())))
+        todo = (var - 1).abs() >= tol
+        if not todo.any():
+            break
+        # A dead layer (variance 0) cannot be rescaled to unit variance; leave it.
+        scale = torch.where(todo & (var > 0), var.clamp_min(1e-30).rsqrt(), torch.ones_like(var))
+        W.mul_(scale.view(S, *(1,) * (W.dim() - 1)))
+        counts += todo.long()
+    return output(), counts

@@ -20,6 +20,8 @@ from .errors import UserError
 HIDDEN_SIZES = {2: [100], 3: [256, 100], 5: [32, 32, 32, 32]}
 N_INPUTS = 784
 N_CLASSES = 10
+# The CNN of `net=cnn` (ibci.conv): filters of its two conv layers, then its hidden linear width.
+CNN_WIDTHS = [20, 50, 500]
 
 
 def layer_sizes(depth: int, n_in: int = N_INPUTS, n_out: int = N_CLASSES) -> list[int]:
@@ -35,8 +37,20 @@ def hidden_widths(cfg: dict) -> list[int]:
     return list(hidden) if hidden is not None else list(cfg["networks"][cfg["depth"]])
 
 
+def is_cnn(cfg: dict) -> bool:
+    """Whether a run config asks for the CNN of ibci.conv (`net=cnn` sets `arch: cnn`) rather than an MLP."""
+    return cfg.get("arch", "mlp") == "cnn"
+
+
 def network_name(cfg: dict) -> str:
-    """How cell ids and tables name a config's network: `d3` for the paper's, `h256x100` for given widths."""
+    """How cell ids and tables name a config's network.
+
+    `d3` for the paper's MLPs, `h256x100` for given widths; `cnn` for the CNN
+    with its default widths, `cnn32x64x128` with others.
+    """
+    if is_cnn(cfg):
+        widths = hidden_widths(cfg)
+        return "cnn" if widths == CNN_WIDTHS else "cnn" + "x".join(map(str, widths))
     hidden = cfg.get("hidden")
     return f"d{cfg['depth']}" if hidden is None else "h" + "x".join(map(str, hidden))
 

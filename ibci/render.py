@@ -41,6 +41,9 @@ DISPLAY = {
     "nsr": "+NSR",
     "ibci_nsr": "IBCI + NSR",
     "lsuv_nsr": "LSUV + NSR",
+    # Table 4 (beyond the papers): data sets.
+    "mnist": "MNIST",
+    "fashion": "Fashion-MNIST",
 }
 
 PROTOCOLS = {

@@ -36,11 +36,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import ROOT, __version__, engine, records, seeding
-from .data import load_mnist, split_heldout
+from . import ROOT, __version__, conv, engine, records, seeding
+from .data import load_data, split_heldout
 from .errors import UserError
 from .initialize import initialize
-from .models import StackedMLP, hidden_widths
+from .models import StackedMLP, hidden_widths, is_cnn, network_name
 from .validate import HELDOUT_SIZE, validate
 
 _DATA_CACHE: dict = {}
@@ -48,9 +48,9 @@ _DATA_CACHE: dict = {}
 
 def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The cell's splits: train (limited), test, and val under the heldout protocol."""
-    key = (str(cfg["data"]["root"]), cfg["data"]["download"])
-    if key not in _DATA_CACHE:  # sweeps in one process load MNIST once
-        _DATA_CACHE[key] = load_mnist(cfg["data"]["root"], download=cfg["data"]["download"])
+    key = (cfg["data"]["name"], str(cfg["data"]["root"]), cfg["data"]["download"])
+    if key not in _DATA_CACHE:  # sweeps in one process load each data set once
+        _DATA_CACHE[key] = load_data(cfg["data"]["name"], cfg["data"]["root"], download=cfg["data"]["download"])
     d = _DATA_CACHE[key]
     x, y = d.x_train, d.y_train
     splits = {"test": (d.x_test, d.y_test)}
@@ -86,7 +86,7 @@ def stack_key(cfg: dict) -> tuple:
     reg = json.dumps(cfg.get("reg", {}), sort_keys=True)
     return (cfg["depth"], tuple(hidden_widths(cfg)), reg, d["name"], str(d["root"]), d["train_limit"],
             cfg["protocol"], cfg["epochs"], cfg["batch_size"], cfg["lr"], str(cfg["device"]), cfg["seeds"],
-            cfg["seed_offset"], cfg["threads"])
+            cfg["seed_offset"], cfg["threads"], network_name(cfg))
 
 
 def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[dict]]]:
@@ -100,6 +100,7 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
     finished, todo = [], {}
     for cfg in cfgs:
         validate(cfg)  # every cell is checked before any is trained
+        conv.check(cfg)
     for cfg in cfgs:
         run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
         rec = records.read_record(run_dir)
@@ -154,12 +155,15 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     x, y = splits["train"]
     seeds = list(range(first["seed_offset"], first["seed_offset"] + first["seeds"]))
     models, infos = [], []
+    # net=cnn: ibci.conv's network, inits and training; the rest is as for an MLP.
+    init, Stack, fit = (conv.initialize, conv.StackedCNN, conv.train) if is_cnn(first) else (
+        initialize, StackedMLP, engine.train)
     for cfg in cells:
-        model, info = initialize(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
+        model, info = init(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
         models.append(model)
         infos.append(info)
     device = torch.device(first["device"])
-    model = StackedMLP.cat(models).to(device)
+    model = Stack.cat(models).to(device)
     splits = {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
     x, y = splits.pop("train")
     name = records.cell_id(first) if len(cells) == 1 else f"stack of {len(cells)} cells, {records.cell_keys(first)['net']}"
@@ -177,7 +181,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
                                 f"test error of its cells {shown.min:.2f}-{shown.max:.2f}%")
 
     train_start = time.perf_counter()
-    model, hist = engine.train(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
+    model, hist = fit(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
                                splits, on_epoch, **nsr_settings(first, model.num_layers))
     bar.close()
     train_time = time.perf_counter() - train_start

@@ -70,7 +70,9 @@ ROOT = repo_root(Path.cwd().resolve())
 sys.path.insert(0, str(ROOT))  # runs from a plain checkout too, without `pip install -e .`
 
 from ibci import campaign, engine, plots, records  # noqa: E402
+from ibci.api import configs  # noqa: E402
 from ibci.data import load_mnist  # noqa: E402
+from ibci.initialize import init_stack  # noqa: E402
 from ibci.inits import base_std, init_base, sample_base  # noqa: E402
 from ibci.models import StackedMLP, layer_sizes  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
@@ -477,8 +479,7 @@ stacks, cells = [], []
 for base in ("xavier", "he"):
     stacks.append(init_base(sizes, [generator(s, "init") for s in seeds], base))
     cells += [(base, "vanilla", s) for s in seeds]
-    model, info = campaign.ibci_stack(sizes, x_train, y_train, base, campaign.tie_weights("ibci", 2),
-                                      [generator(s, "init") for s in seeds])
+    model, info = init_stack(sizes, *configs("ibci", base), x_train, y_train, [generator(s, "init") for s in seeds])
     stacks.append(model)
     cells += [(base, "ibci", s) for s in seeds]
     print(f"{base}: IBCI campaign {info['time_s'] / len(seeds):.2f}s per model; output-layer quotas per class: "

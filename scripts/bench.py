@@ -9,10 +9,15 @@ In one process, on the same machine:
       cells of one depth stacked, test error after the epoch): one epoch per depth;
   (c) this machine's float32 sgemm rate, measured on the spot;
 plus the campaign's time per seed per depth, NSR's overhead on one MLP-4 epoch
-(`nsr_overhead`, the fraction of time NSR adds; the target is at most 0.10)
-and the peak RSS of a depth-3 cell.
+(`nsr_overhead`, the fraction of time NSR adds; the target is at most 0.10),
+the peak RSS of a depth-3 cell, and
+  (d) the CNN of `net=cnn` (ibci.conv), 5 seeds, one epoch with its test
+      evaluation: the stacked engine (grouped convolutions) against the
+      conventional loop (nn.Sequential + torch.optim.SGD, one seed after the
+      other, batches from in-memory tensors).
 FLOPs of training count 6 x (sum of layer in x out) per image per model (the
-forward and two backward matmuls). The last line is machine-readable.
+forward and two backward matmuls); a conv layer counts in x out x kernel area
+per output position. The last line is machine-readable.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import torch  # noqa: E402
 from ibci import campaign, engine, seeding  # noqa: E402
 from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment  # noqa: E402
 from ibci.inits import init_base  # noqa: E402
-from ibci.models import StackedMLP, layer_sizes  # noqa: E402
+# As convnet: main's `conv` is the conventional loop's time.
+from ibci import conv as convnet  # noqa: E402
+from ibci.models import CNN_WIDTHS, StackedMLP, layer_sizes  # noqa: E402
 from ibci.runner import load_splits, plan  # noqa: E402
 
 DEPTHS = (2, 3, 5)
@@ -131,6 +138,61 @@ def nsr_overhead(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test:
     return dict(times, overhead=times["nsr"] / times["plain"] - 1)
 
 
+def cnn_train_flops(widths: list[int], images: int) -> float:
+    """Training FLOPs of the CNN: 3 x its forward multiply-adds x 2, as `train_flops` counts an MLP's."""
+    c1, c2, h = widths
+    sides = convnet.conv_sides()
+    maps = [(s - convnet.KERNEL + 1) ** 2 for s in sides[:2]]  # output positions of each conv layer
+    area = convnet.KERNEL**2
+    macs = maps[0] * c1 * area + maps[1] * c2 * c1 * area + c2 * sides[2] ** 2 * h + h * 10
+    return 6.0 * macs * images
+
+
+def cnn_epochs(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+               images: int = 60000, seeds: int = 5) -> dict:
+    """One CNN epoch of `seeds` models on the first `images` images, stacked and one at a time.
+
+    Both evaluate the test set after the epoch (timed, not counted in FLOPs),
+    both start from the same He draw and see each seed's batches in the
+    engine's order.
+    """
+    x, y = x[:images], y[:images]
+    ids = list(range(seeds))
+    model = convnet.init_base(CNN_WIDTHS, [seeding.generator(s, "init") for s in ids], "he")
+    convnet.train(model, x[:200], y[:200], ids, 1, 100, 0.1, {})  # warm-up
+    start = time.perf_counter()
+    convnet.train(model, x, y, ids, 1, 100, 0.1, {"test": (x_test, y_test)})
+    stacked = time.perf_counter() - start
+    c1, c2, h = CNN_WIDTHS
+    start = time.perf_counter()
+    for s in ids:
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, c1, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(c1, c2, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Linear(c2 * 16, h), torch.nn.ReLU(), torch.nn.Linear(h, 10))
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        order = torch.randperm(x.shape[0], generator=seeding.generator(s, "data"))
+        for i in range(0, x.shape[0], 100):
+            idx = order[i : i + 100]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[idx].view(-1, 1, 28, 28)), y[idx]).backward()
+            opt.step()
+        with torch.no_grad():
+            (net(x_test.view(-1, 1, 28, 28)).argmax(1) != y_test).float().mean()
+    loop = time.perf_counter() - start
+    flops = cnn_train_flops(CNN_WIDTHS, x.shape[0]) * seeds
+    return {"models": seeds, "images": x.shape[0], "seconds": stacked, "loop_seconds": loop,
+            "gflops": flops / stacked / 1e9, "loop_gflops": flops / loop / 1e9}
+
+
+def cnn_line(r: dict, gemm: float) -> str:
+    """The CNN's row of the table: the stacked engine, with the loop's time and the speedup after it."""
+    label = f"(d) CNN engine, {r['models']} seeds stacked" + ("" if r["images"] == 60000 else f", {r['images']} img")
+    return (f"{label:44s} {r['seconds']:9.2f} {r['models']:6d} {r['seconds'] / r['models']:13.3f} "
+            f"{r['gflops']:8.1f} {r['gflops'] / gemm:7.0%}  (loop {r['loop_seconds']:.2f} s, "
+            f"{r['loop_gflops'] / gemm:.0%} of peak; x{r['loop_seconds'] / r['seconds']:.1f})")
+
+
 def peak_rss_depth3_cell(threads: int | None) -> float:
     """Peak RSS (MB) of a child process that trains one depth-3 cell of 5 seeds for one epoch."""
     code = (
@@ -154,6 +216,8 @@ def main() -> None:
     ap.add_argument("--experiment", default="table1", help="whose stacking to measure (table1 or table2)")
     ap.add_argument("--data", default=os.environ.get("IBCI_DATA", str(ROOT / "data")),
                     help="MNIST data root (default: $IBCI_DATA, else data/)")
+    ap.add_argument("--cnn-images", type=int, default=60000,
+                    help="training images of the CNN's epoch (default: all 60,000; fewer for a quick check)")
     args = ap.parse_args()
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
@@ -170,6 +234,7 @@ def main() -> None:
     camp = campaign_seconds(mnist.x_train, mnist.y_train)
     nsr = nsr_overhead(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test)
     rss = peak_rss_depth3_cell(threads)
+    cnn = cnn_epochs(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, args.cnn_images)
 
     conv_flops = train_flops(layer_sizes(2), 60000) / conv / 1e9
     print(f"\n{'what':44s} {'s/epoch':>9s} {'models':>6s} {'s/model-epoch':>13s} {'GFLOP/s':>8s} {'of peak':>7s}")
@@ -182,6 +247,7 @@ def main() -> None:
     for d, s in camp.items():
         print(f"{f'campaign, depth {d}, 60k images, per seed':44s} {s:9.2f}")
     print(f"{'NSR, MLP-4, 4 cells x 5 seeds: plain / with NSR':44s} {nsr['plain']:9.2f} / {nsr['nsr']:.2f}")
+    print(cnn_line(cnn, gemm))
     print(f"peak RSS of a depth-3 cell with 5 seeds: {rss:.0f} MB")
 
     # The paper's protocol: every cell of Tables 1 and 2 (10 per depth) x 5 seeds x 100 epochs, plus campaigns.
@@ -192,7 +258,8 @@ def main() -> None:
     speedup = conv / ours[2]["s_per_model_epoch"]
     print(f"speedup={speedup:.1f} peak_fraction_d2={ours[2]['gflops'] / gemm:.2f} "
           f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} protocol_minutes={minutes:.0f} "
-          f"nsr_overhead={nsr['overhead']:.3f}")
+          f"nsr_overhead={nsr['overhead']:.3f} cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} "
+          f"cnn_peak_fraction={cnn['gflops'] / gemm:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ from ibci.campaign import (
     campaign_layer,
     class_quotas,
     ibci_init,
-    ibci_stack,
     iim_score,
     pool_scores,
     run_campaign,
     tie_score,
     tie_weights,
 )
+from ibci.api import configs
 from ibci.errors import UserError
+from ibci.initialize import init_stack
 
 
 def _responses(n=500, k=40, c=5, seed=0, bias=0.0):
@@ -301,12 +302,13 @@ def test_same_seed_same_picks_other_seed_other_picks():
 
 def test_stack_holds_one_campaign_per_seed():
     x, y = _synthetic(n=400)
-    sizes, tw = [784, 16, 10], [0.0, 1.0]
+    sizes = [784, 16, 10]
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-    model, info = ibci_stack(sizes, x, y, "he", tw, gens, bias=0.01, scope="per_class")
+    base, init = configs("ibci", "he", bias=0.01, orthogonal_scope="per_class")
+    model, info = init_stack(sizes, base, init, x, y, gens)
     assert model.num_models == 2 and model.sizes == sizes
     g1 = torch.Generator().manual_seed(1)
-    w1, b1, _ = ibci_init(sizes, x, y, "he", tw, g1, bias=0.01, scope="per_class")
+    w1, b1, _ = ibci_init(sizes, x, y, "he", [0.0, 1.0], g1, bias=0.01, scope="per_class")
     assert torch.equal(model.weights[0][1], w1[0]) and torch.equal(model.biases[1][1], b1[1])
     json.dumps(info)
     assert len(info["seeds"]) == 2 and info["time_s"] >= 0
