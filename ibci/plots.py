@@ -126,6 +126,12 @@ def _log_percent(ax) -> None:
     ax.yaxis.grid(True, which="minor", lw=0.5)  # a range within one decade has no major tick
 
 
+def _panel_title(base, depth) -> str:
+    """A panel's (row, column) as words: `Xavier, depth 3`; a column that is not a depth by its name (`He`, `MLP-4`)."""
+    col = f"depth {depth}" if isinstance(depth, (int, np.integer)) else display(depth)
+    return col if base == "" else f"{display(base)}, {col}"
+
+
 def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Figure:
     """Test error vs epoch: mean over seeds with a ±1 std band (ddof=1), one line per init.
 
@@ -198,7 +204,7 @@ def learning_curves(curves: pd.DataFrame, title: str = "Learning curves") -> Fig
                         ax.set_ylim(min(bottoms) - pad, max(tops) + pad)
                         ax.yaxis.tick_right()
                 short = [f"{display(init)} n = {n}" for init, _, _, n in cell if n != n_full]
-                where = display(depth) if base == "" else f"{display(base)}, depth {depth}"
+                where = _panel_title(base, depth)
                 sub.suptitle(where + (f" ({', '.join(short)})" if short else ""),
                              fontsize="medium")
     if zoom is not None:
@@ -239,7 +245,7 @@ def intra_variance_curves(curves: pd.DataFrame, title: str = "Intra-class varian
         ax.set_yscale("log")
         ax.set_xlim(0, int(curves["epoch"].max()))
         ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=5, integer=True))
-        ax.set_title(display(depth) if base == "" else f"{display(base)}, depth {depth}")
+        ax.set_title(_panel_title(base, depth))
         ax.set_xlabel(xlabel)
     axes[0][0].set_ylabel(ylabel)
     legend = {}  # every init once, whichever panel it appears in
@@ -295,10 +301,11 @@ def min_error_vs_paper(table: pd.DataFrame, title: str = "Minimal test error", x
         ax.set_ylabel(ylabel)
         ax.set_title(display(base))
     handles = [Line2D([], [], color=colors[i], marker="o", ls="", label=display(i)) for i in inits]
-    handles += [
-        Line2D([], [], color="0.3", marker="o", ls="", label="ours (mean ± std)"),
-        Line2D([], [], color="0.3", marker="s", mfc="white", ls="", label="paper (mean ± std)"),
-    ]
+    if table["paper_mean"].notna().any():  # a grid no paper reports has no open squares to explain
+        handles += [
+            Line2D([], [], color="0.3", marker="o", ls="", label="ours (mean ± std)"),
+            Line2D([], [], color="0.3", marker="s", mfc="white", ls="", label="paper (mean ± std)"),
+        ]
     if flagged_any:
         handles.append(Line2D([], [], ls="", marker="$†$", color="black", label="flagged (see table)"))
     # Below the panels, clear of the title and of the data.
