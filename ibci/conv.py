@@ -58,7 +58,7 @@ from torch import Tensor
 from . import campaign
 from .engine import History, intra_class_variance
 from .errors import UserError
-from .initialize import _subsample
+from .initialize import _subsample, base_or_lsuv
 from .inits import draw_biases, orthonormal, sample_base, unit_variance_
 from .models import N_CLASSES, hidden_widths, is_cnn
 from .seeding import generator
@@ -365,18 +365,12 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
     widths = hidden_widths(cfg)
     base, init = cfg["base"], cfg["init"]
     start = time.perf_counter()
-    info: dict = {}
     if init["name"] in ("vanilla", "lsuv"):
-        ortho = init["name"] == "lsuv" and init["orthonormal"]
-        model = init_base(widths, generators, base["name"], base["bias"], base["std"], ortho)
-        if init["name"] == "lsuv":
-            # Each model sees its own random batch, as LSUV on a separately trained net would.
-            batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
-            info["iterations"] = lsuv(model, batch, init["tol"], init["max_iter"], init["output_layer"])
+        model, info = base_or_lsuv(init_base, lsuv, widths, base, init, x, y, generators)
     else:
         tie_weights = campaign.tie_weights(init["name"], len(widths) + 1, init["tie_weights"])
         pool = init.get("conv_pool", "mean")
-        info.update(tie_weights=tie_weights, conv_pool=pool)
+        info = dict(tie_weights=tie_weights, conv_pool=pool)
         layers, biases, seeds = [[] for _ in range(4)], [[] for _ in range(4)], []
         for g in generators:
             xs, ys = _subsample(x, y, init["num_samples"], g)

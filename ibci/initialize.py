@@ -35,6 +35,20 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
     return init_stack(sizes, cfg["base"], cfg["init"], x, y, generators)
 
 
+def base_or_lsuv(draw, rescale, sizes: list[int], base: dict, init: dict, x: Tensor, y: Tensor,
+                 generators: list[torch.Generator]):
+    """Vanilla (the base draw) or LSUV on it, for any network: `draw` and `rescale` are the network's
+    `init_base` and `lsuv` (ibci.inits for an MLP, ibci.conv for a CNN). Returns the stack and its info."""
+    orthonormal = init["name"] == "lsuv" and init["orthonormal"]
+    model = draw(sizes, generators, base["name"], base["bias"], base["std"], orthonormal)
+    info = {}
+    if init["name"] == "lsuv":
+        # Each model sees its own random batch, as LSUV on a separately trained net would.
+        batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
+        info["iterations"] = rescale(model, batch, init["tol"], init["max_iter"], init["output_layer"])
+    return model, info
+
+
 def init_stack(
     sizes: list[int], base: dict, init: dict, x: Tensor, y: Tensor, generators: list[torch.Generator]
 ) -> tuple[StackedMLP, dict]:
@@ -45,17 +59,11 @@ def init_stack(
     """
     num_classes = sizes[-1]
     start = time.perf_counter()
-    info: dict = {}
     if init["name"] in ("vanilla", "lsuv"):
-        orthonormal = init["name"] == "lsuv" and init["orthonormal"]
-        model = init_base(sizes, generators, base["name"], base["bias"], base["std"], orthonormal)
-        if init["name"] == "lsuv":
-            # Each model sees its own random batch, as LSUV on a separately trained net would.
-            batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
-            info["iterations"] = lsuv(model, batch, init["tol"], init["max_iter"], init["output_layer"])
+        model, info = base_or_lsuv(init_base, lsuv, sizes, base, init, x, y, generators)
     else:
         tie_weights = campaign.tie_weights(init["name"], len(sizes) - 1, init["tie_weights"])
-        info["tie_weights"] = tie_weights
+        info = {"tie_weights": tie_weights}
         weights, biases, seeds_info = [], [], []
         for g in generators:
             xs, ys = _subsample(x, y, init["num_samples"], g)

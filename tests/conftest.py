@@ -27,6 +27,31 @@ def toy_data():
     return x, y
 
 
+def _train_alone(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, batch_size: int,
+                 lr: float, image_shape: tuple = ()) -> torch.nn.Module:
+    """What a stacked engine must match for one seed: `net` trained by torch.optim.SGD, seeing the
+    batches the engine gives that seed (its "data" generator's permutations, the last batch smaller)."""
+    from ibci import seeding
+
+    g = seeding.generator(seed, "data")
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=g)
+        for start in range(0, x.shape[0], batch_size):
+            idx = order[start : start + batch_size]
+            opt.zero_grad()
+            inputs = x[idx].view(-1, *image_shape) if image_shape else x[idx]
+            torch.nn.functional.cross_entropy(net(inputs), y[idx]).backward()
+            opt.step()
+    return net
+
+
+@pytest.fixture
+def train_alone():
+    """The plain-PyTorch reference loop (`_train_alone`) for tests of the stacked engines."""
+    return _train_alone
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
     """A data root holding verified MNIST IDX files, built once per test session (offline)."""

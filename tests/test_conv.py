@@ -66,22 +66,15 @@ def test_logits_match_nn_modules_for_shared_and_per_model_inputs():
         torch.testing.assert_close(own[s], net(per_model[s].view(-1, 1, 28, 28)), atol=1e-5, rtol=1e-5)
 
 
-def test_stacked_training_matches_each_seed_trained_alone():
+def test_stacked_training_matches_each_seed_trained_alone(train_alone):
     x, y = _images(200)
     seeds = [0, 1, 2]
     model = conv.init_base(WIDTHS, [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
     alone = [_module(model, s) for s in range(len(seeds))]
     trained, hist = conv.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
     for s, seed in enumerate(seeds):
-        net, g = alone[s], seeding.generator(seed, "data")
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        for _ in range(2):
-            order = torch.randperm(x.shape[0], generator=g)
-            for start in range(0, x.shape[0], 64):  # 4 steps an epoch, the last one of 8 images
-                idx = order[start : start + 64]
-                opt.zero_grad()
-                F.cross_entropy(net(x[idx].view(-1, 1, 28, 28)), y[idx]).backward()
-                opt.step()
+        # 4 steps an epoch, the last one of 8 images
+        net = train_alone(alone[s], x, y, seed, epochs=2, batch_size=64, lr=0.1, image_shape=(1, 28, 28))
         _assert_same(trained, s, net, atol=2e-5, rtol=1e-4)
     assert hist.diverged_epoch == [None] * 3
     _assert_same(model, 0, _module(conv.init_base(WIDTHS, [seeding.generator(0, "init")], "he", bias=0.01), 0),

@@ -20,22 +20,14 @@ def _sequential(model: StackedMLP, s: int) -> torch.nn.Sequential:
 
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
-def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data):
+def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data, train_alone):
     x, y = toy_data
     seeds = [0, 1, 2]
     model = inits.init_base(layer_sizes(depth), [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
     alone = [_sequential(model, s) for s in range(len(seeds))]
     model, _ = engine.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
     for s, seed in enumerate(seeds):
-        net, g = alone[s], seeding.generator(seed, "data")
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        for _ in range(2):
-            order = torch.randperm(x.shape[0], generator=g)
-            for start in range(0, x.shape[0], 64):  # the last batch is smaller, as in a DataLoader
-                idx = order[start : start + 64]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-                opt.step()
+        net = train_alone(alone[s], x, y, seed, epochs=2, batch_size=64, lr=0.1)
         for l in range(model.num_layers):
             torch.testing.assert_close(model.weights[l][s], net[2 * l].weight.T.detach(), atol=2e-5, rtol=1e-4)
             torch.testing.assert_close(model.biases[l][s], net[2 * l].bias.detach(), atol=2e-5, rtol=1e-4)
