@@ -219,8 +219,9 @@ def _summary_words(df: pd.DataFrame, spec: dict, st: _Style) -> dict:
         for r in flagged
     ]
     budget = budget_words(df.attrs.get("budget"), protocol, times=st.times, detail=True)  # nothing to escape
+    on = df.attrs.get("trained_on")
     return dict(protocol=protocol_text, epoch=EPOCH_WORDS.get(protocol, "best epoch"), n=n_text, flagged=flagged_text,
-                budget=budget)
+                budget=budget, trained_on=[st.text(f"Trained on: {'; '.join(on)}.")] if on else [])
 
 
 def _bootstrap_words(df: pd.DataFrame) -> str:
@@ -321,6 +322,7 @@ def to_markdown(df: pd.DataFrame, spec: dict) -> str:
         "",
         f"Protocol: {words['protocol']}.",
         f"Budget: {words['budget']}.",
+        *words["trained_on"],
         f"Each cell is the test error in % as mean ± std over seeds (std with ddof=1), "
         f"with the mean {words['epoch']} in parentheses; {words['n']}.",
         f"Paper: the values printed in {paper_source(spec)}." if paper else "No paper reports this grid.",
@@ -454,6 +456,7 @@ def to_latex(df: pd.DataFrame, spec: dict) -> str:
     caption += [
         f"Protocol: {words['protocol']}.",
         f"Budget: {words['budget']}; {words['n']}.",
+        *words["trained_on"],
         *(f"{st.dagger}{f}." for f in words["flagged"]),
     ]
     lines += [

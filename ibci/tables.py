@@ -141,7 +141,8 @@ def build_table(
     diverged or failed (best error >= `failed_error`) are counted, not averaged.
     """
     keys = key_columns(spec)
-    protocol, budget = _check_comparable([r for r in map(records.get, table_cells(spec)) if r is not None])
+    found = [r for r in map(records.get, table_cells(spec)) if r is not None]
+    protocol, budget = _check_comparable(found)
     paper_rows = _paper_index(paper, keys)
     baseline = spec.get("baseline")
     column_pos = len(keys) - 1
@@ -207,7 +208,19 @@ def build_table(
     df.attrs["bootstrap"] = {"n_resamples": n_resamples, "seed": seed, "level": stats.CI_LEVEL}
     # ibci.render and the figures state it; the CSV carries it in each cell_id (s5e100).
     df.attrs["budget"] = budget
+    df.attrs["trained_on"] = trained_on(found)
     return df
+
+
+def trained_on(found: list[dict]) -> list[str]:
+    """Where the records' models trained, one "cuda, torch 2.11.0+cu130" per distinct device and torch.
+
+    Tables state it: a GPU's and a CPU's float sums differ in the last bits, so
+    the same cell trained on each agrees within seed noise, not to the digit.
+    """
+    seen = {(r["host"]["device"], r.get("versions", {}).get("torch", "unknown"))
+            for r in found if r.get("host", {}).get("device")}
+    return [f"{device}, torch {torch}" for device, torch in sorted(seen)]
 
 
 def curves_frame(spec: dict, records: dict[tuple, dict | None], metrics: dict[tuple, pd.DataFrame],

@@ -322,6 +322,19 @@ def test_the_budget_comes_from_the_records():
     assert tables.build_table(spec, {}, paper_of(spec), n_expected=3).attrs["budget"] is None
 
 
+def test_the_tables_say_where_the_models_trained():
+    recs = {("xavier", 2, "vanilla"): fake_record("vanilla", [2.0, 2.1, 2.2]),
+            ("xavier", 2, "ibci"): fake_record("ibci", [1.9, 1.95, 2.0])}
+    # Records without a device (written before it was recorded) say nothing rather than guess.
+    assert "Trained on" not in render.to_markdown(tables.build_table(SPEC, recs, PAPER, n_expected=3), SPEC)
+    for rec, device, version in zip(recs.values(), ("cuda", "cpu"), ("2.11.0+cu130", "2.14.1+cu130")):
+        rec.update(host={"device": device}, versions={"torch": version})
+    df = tables.build_table(SPEC, recs, PAPER, n_expected=3)
+    expected = "Trained on: cpu, torch 2.14.1+cu130; cuda, torch 2.11.0+cu130."
+    assert expected in render.to_markdown(df, SPEC)
+    assert expected in render.to_latex(df, SPEC)
+
+
 def test_two_records_for_one_cell_are_refused():
     with pytest.raises(UserError, match="two records"):
         tables.index_records([fake_record("ibci", [1.9]), fake_record("ibci", [2.0])])
