@@ -12,6 +12,8 @@ FIGURE := $(PY) scripts/plot_campaign.py
 VERDICT := $(PY) scripts/make_verdict.py
 SMOKE := profile=smoke results_dir=$(RESULTS)
 PAPER := profile=paper results_dir=$(RESULTS)
+# `make table1 data=fashion`: Tables 1 to 3 on another data set (written as table1_fashion.*, no paper numbers)
+ON := $(if $(data),data=$(data))
 
 .PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench data data-mnist data-fashion clean
 
@@ -45,17 +47,17 @@ test-slow: $(STAMP)  ## Run only the slow tests
 smoke: smoke-table1 smoke-table2 smoke-table3 smoke-table4 smoke-verdict  ## Tables 1 to 4 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
 smoke-table1: $(STAMP)  ## Table 1 on the tiny budget
-	$(SWEEP) experiment=table1 $(SMOKE)
-	$(TABLES) experiment=table1 $(SMOKE)
+	$(SWEEP) experiment=table1 $(SMOKE) $(ON)
+	$(TABLES) experiment=table1 $(SMOKE) $(ON)
 	$(FIGURE) --results $(RESULTS) --samples 2000
 
 smoke-table2: $(STAMP)  ## Table 2 on the tiny budget
-	$(SWEEP) experiment=table2 $(SMOKE)
-	$(TABLES) experiment=table2 $(SMOKE)
+	$(SWEEP) experiment=table2 $(SMOKE) $(ON)
+	$(TABLES) experiment=table2 $(SMOKE) $(ON)
 
 smoke-table3: $(STAMP)  ## Table 3 (NSR) on the tiny budget
-	$(SWEEP) experiment=table3 $(SMOKE)
-	$(TABLES) experiment=table3 $(SMOKE)
+	$(SWEEP) experiment=table3 $(SMOKE) $(ON)
+	$(TABLES) experiment=table3 $(SMOKE) $(ON)
 
 smoke-table4: $(STAMP) data-fashion  ## Table 4 (CNN, MNIST and Fashion-MNIST) on the tiny budget (1 epoch: the recipe's 30 epochs win over a profile's)
 	$(SWEEP) experiment=table4 $(SMOKE) epochs=1
@@ -66,17 +68,17 @@ smoke-verdict: $(STAMP)  ## The verdict on the tiny budget
 	$(VERDICT) verdict $(SMOKE)
 
 table1: $(STAMP)  ## The paper's Table 1 (5 seeds x 100 epochs x 18 cells) into $(RESULTS)/tables
-	$(SWEEP) experiment=table1 $(PAPER)
-	$(TABLES) experiment=table1 $(PAPER)
+	$(SWEEP) experiment=table1 $(PAPER) $(ON)
+	$(TABLES) experiment=table1 $(PAPER) $(ON)
 	$(FIGURE) --results $(RESULTS)
 
 table2: $(STAMP)  ## The paper's Table 2 (IBCI vs TIE-only vs IIM-only) into $(RESULTS)/tables
-	$(SWEEP) experiment=table2 $(PAPER)
-	$(TABLES) experiment=table2 $(PAPER)
+	$(SWEEP) experiment=table2 $(PAPER) $(ON)
+	$(TABLES) experiment=table2 $(PAPER) $(ON)
 
-table3: $(STAMP)  ## The NSR paper's MLP table: Vanilla, +NSR, IBCI + NSR, LSUV + NSR (5 networks x 5 seeds x 100 epochs)
-	$(SWEEP) experiment=table3 $(PAPER)
-	$(TABLES) experiment=table3 $(PAPER)
+table3: $(STAMP)  ## The NSR paper's MLP table: Vanilla, +NSR, IBCI (+ NSR), LSUV (+ NSR) (5 networks x 5 seeds x 100 epochs)
+	$(SWEEP) experiment=table3 $(PAPER) $(ON)
+	$(TABLES) experiment=table3 $(PAPER) $(ON)
 
 table4: $(STAMP) data-fashion  ## Beyond the papers: a LeNet-style CNN on MNIST and Fashion-MNIST, Vanilla vs LSUV vs IBCI (5 seeds x 30 epochs)
 	$(SWEEP) experiment=table4 $(PAPER)

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/make_tables.py table2 results_dir=/tmp/s
     .venv/bin/python scripts/make_tables.py table1 budget=s5e100     # when runs of several budgets share a folder
     .venv/bin/python scripts/make_tables.py table3 lr=0.1            # any override the sweep had
+    .venv/bin/python scripts/make_tables.py table1 data=fashion      # Table 1 on Fashion-MNIST: table1_fashion.*
 
 The experiment (configs/experiment/<name>.yaml, or a spec's path) names the
 grid. Every finished run under <results_dir>/runs/ is read from its
@@ -15,7 +16,8 @@ seeds=, epochs=) picks one. Writes <results_dir>/tables/<name>.{csv,md,tex}
 <results_dir>/figures/<name>_curves.{png,pdf}, <name>_min_error.{png,pdf},
 each titled with the budget, and prints one line per file plus a summary.
 Unfinished cells show as "missing"; a grid without `paper:` has no paper
-numbers beside ours.
+numbers beside ours, nor has a grid run on another data set than the paper's
+(`table1 data=fashion` writes table1_fashion.*).
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ def read_metrics(run_dir: Path) -> pd.DataFrame | None:
     except (OSError, ValueError) as e:
         print(f"warning: {run_dir / 'metrics.csv'} unreadable ({e}); its curves are left out", file=sys.stderr)
         return None
+
+
+def for_data(spec: dict, cfgs: list[dict]) -> dict:
+    """The spec as its cells' one data set reads it (`python scripts/sweep.py table1 data=fashion`).
+
+    A grid on another data set than the paper's (`paper_data`, MNIST unless the
+    spec says otherwise) has no paper numbers beside it, its title names its
+    data set where it named the paper's, and its files carry the data set's
+    name (table1_fashion.md), so that they never overwrite the paper's table.
+    """
+    names = sorted({c["data"]["name"] for c in cfgs})
+    home = spec.get("paper_data", "mnist")
+    if len(names) != 1 or names == [home]:  # a grid whose rows are data sets says which in each row
+        return spec
+    (data,) = names
+    out = {k: v for k, v in spec.items() if k != "paper"}
+    out["name"] = f"{spec['name']}_{data}"
+    out["title"] = spec.get("title", spec["name"]).replace(f" on {render.display(home)}", f" on {render.display(data)}")
+    return out
 
 
 def split_budget(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -88,7 +109,7 @@ def collect(spec: dict, user_overrides: list[str], budget: str | None = None) ->
             metrics[key] = read_metrics(results_dir / "runs" / rec["cell_id"])
     n_expected = next((r["budget"]["seeds"] for r in found if r is not None), int(cfgs[0]["seeds"]))
     return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(n_expected),
-                failed_error=float(cfgs[0]["failed_error"]))
+                failed_error=float(cfgs[0]["failed_error"]), cfgs=cfgs)
 
 
 def read_paper(spec: dict) -> pd.DataFrame:
@@ -146,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"experiment {spec['name']!r} lacks the key {k!r}")
     budget, overrides = split_budget(argv[1:])
     collected = collect(spec, overrides, budget)
+    spec = for_data(spec, collected["cfgs"])
     df, written = write_outputs(spec, collected, read_paper(spec))
     for path in written:
         print(f"wrote {path}")

@@ -215,7 +215,7 @@ def test_an_experiment_overlay_is_a_grid_its_cells_keep_their_ids():
 
     spec = load_experiment("experiment=table3")
     assert spec["grid"] == {"net": ["mlp3", "mlp4", "mlp6", "mlp8", "mlp10"],
-                            "method": ["vanilla", "nsr", "ibci_nsr", "lsuv_nsr"]}
+                            "method": ["vanilla", "nsr", "ibci", "ibci_nsr", "lsuv", "lsuv_nsr"]}
     assert spec["rows"] == ["net"] and spec["column"] == "method" and spec["paper"].endswith("table3.csv")
     # The overlay's recipe composes to the same cell as spelling it out; a command-line value still wins.
     overlay, spelled, mine = compose_many([["experiment=table3", "net=mlp4", "method=nsr"],

@@ -110,6 +110,20 @@ def load_script():
     return module
 
 
+def test_a_table_on_another_data_set_has_its_own_name_and_no_paper_numbers():
+    script = load_script()
+    spec = load_experiment("table1")
+    cells = lambda data: [{"data": {"name": data}}] * 3  # noqa: E731
+    assert script.for_data(spec, cells("mnist")) is spec
+    fashion = script.for_data(spec, cells("fashion"))
+    assert fashion["name"] == "table1_fashion" and "paper" not in fashion
+    assert fashion["title"] == "Table 1: minimal test error (%) of MLPs on Fashion-MNIST"
+    assert script.read_paper(fashion).empty
+    # A grid whose rows are data sets (Table 4) keeps its name: no file of it is overwritten.
+    table4 = load_experiment("table4")
+    assert script.for_data(table4, [*cells("mnist"), *cells("fashion")]) is table4
+
+
 def fixture_dirs() -> dict[tuple, Path]:
     """Fake run directories by cell key, unfinished ones included (they must read as missing)."""
     out = {}
