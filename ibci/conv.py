@@ -47,7 +47,6 @@ the per-epoch evaluation and the divergence handling are the MLP engine's
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -56,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import campaign
-from .engine import History, intra_class_variance
+from .engine import History, freeze_diverged, intra_class_variance, new_history, record_epoch
 from .errors import UserError
 from .initialize import _subsample, base_or_lsuv
 from .inits import draw_biases, orthonormal, sample_base, unit_variance_
@@ -411,22 +410,13 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     seeds = sorted(set(data_seeds))
     gens = {s: generator(s, "data") for s in seeds}
     row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
-    nan_row = torch.full((S,), math.nan)
     active = torch.ones(S, device=device)
-    hist = History(
-        train_loss=torch.full((epochs + 1, S), math.nan),
-        errors={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
-        diverged_epoch=[None] * S,
-        intra_var={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
-    )
+    hist = new_history(S, epochs, eval_sets)
 
-    def evaluate(epoch: int, alive: Tensor) -> None:
-        for k, (x, y) in eval_sets.items():
-            err, var = output_stats(model, x, y)
-            hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
-            hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return output_stats(model, x, y)
 
-    evaluate(0, torch.ones(S, dtype=torch.bool))
+    record_epoch(hist, 0, stats, eval_sets, active)
     if on_epoch:
         on_epoch(0, hist)
     for epoch in range(1, epochs + 1):
@@ -451,16 +441,8 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
             finite = torch.isfinite(losses)
             for p in params:
                 finite &= p.flatten(1).isfinite().all(1)
-            newly = (~finite) & (active > 0)
-            if newly.any():
-                for s in newly.nonzero().flatten().tolist():
-                    hist.diverged_epoch[s] = epoch
-                for p in params:
-                    p[newly] = 0.0
-                active[newly] = 0.0
-        alive = (active > 0).cpu()
-        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
-        evaluate(epoch, alive)
+            freeze_diverged(hist, epoch, finite, active, params)
+        record_epoch(hist, epoch, stats, eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
     for p in params:

@@ -36,6 +36,43 @@ class History:
     intra_var: dict[str, Tensor] = field(default_factory=dict)  # split -> [epochs + 1, S]: output intra-class variance
 
 
+def new_history(num_models: int, epochs: int, eval_sets: dict) -> History:
+    """An empty History of `num_models` models over `epochs` epochs: NaN until an epoch is recorded."""
+    def nan() -> Tensor:
+        return torch.full((epochs + 1, num_models), math.nan)
+
+    return History(train_loss=nan(), errors={k: nan() for k in eval_sets}, diverged_epoch=[None] * num_models,
+                   intra_var={k: nan() for k in eval_sets})
+
+
+def record_epoch(hist: History, epoch: int, stats: Callable, eval_sets: dict, active: Tensor,
+                 losses: Tensor | None = None) -> None:
+    """Write an epoch's mean train loss and each split's (error, intra-class variance) = stats(x, y);
+    a frozen (diverged) model's entries stay NaN. Shared by the MLP and CNN engines."""
+    alive = (active > 0).cpu()
+    nan_row = torch.full(alive.shape, math.nan)
+    if losses is not None:
+        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
+    for k, (x, y) in eval_sets.items():
+        err, var = stats(x, y)
+        hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
+        hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
+
+
+def freeze_diverged(hist: History, epoch: int, finite: Tensor, active: Tensor, params: list[Tensor]) -> Tensor:
+    """The models still training whose loss or parameters stopped being finite (`finite` [S] False):
+    record `epoch` as their divergence, zero their slices of `params` and mark them inactive, in place.
+    Returns that mask [S]. Shared by the MLP and CNN engines."""
+    newly = (~finite) & (active > 0)
+    if newly.any():
+        for s in newly.nonzero().flatten().tolist():
+            hist.diverged_epoch[s] = epoch
+        for p in params:
+            p[newly] = 0.0
+        active[newly] = 0.0
+    return newly
+
+
 def logits_shared(model: StackedMLP, x: Tensor, chunk: int = 5000) -> Tensor:
     """Logits [S, N, C] of every model on the same inputs x [N, in].
 
@@ -274,17 +311,9 @@ def train(
     packed = Packed(model, list(data_seeds))
     nsr = Steadiness.for_layers(nsr_lams, model.num_layers, nsr_queue) if nsr_lams else None
     gens = [generator(s, "data") for s in packed.seeds]
-    nan_row = torch.full((S,), math.nan)
     active = torch.ones(S, device=device)  # original model order
-    hist = History(
-        train_loss=torch.full((epochs + 1, S), math.nan),
-        errors={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
-        diverged_epoch=[None] * S,
-        intra_var={k: torch.full((epochs + 1, S), math.nan) for k in eval_sets},
-    )
-    for k, (x, y) in eval_sets.items():
-        err, var = output_stats(model, x, y)
-        hist.errors[k][0], hist.intra_var[k][0] = err.cpu(), var.cpu()
+    hist = new_history(S, epochs, eval_sets)
+    record_epoch(hist, 0, lambda x, y: output_stats(model, x, y), eval_sets, active)
     if on_epoch:
         on_epoch(0, hist)
     for epoch in range(1, epochs + 1):
@@ -301,23 +330,12 @@ def train(
         losses[packed.order] = loss_sum / steps
         finite = torch.isfinite(losses) & packed.finite()
         model = packed.unpack()
-        newly = (~finite) & (active > 0)
+        newly = freeze_diverged(hist, epoch, finite, active, [*model.weights, *model.biases])
         if newly.any():
-            for s in newly.nonzero().flatten().tolist():
-                hist.diverged_epoch[s] = epoch
-            for W, b in zip(model.weights, model.biases):
-                W[newly] = 0.0
-                b[newly] = 0.0
-            active[newly] = 0.0
             packed = Packed(model, list(data_seeds))
             if nsr is not None:
                 nsr.forget(newly[packed.order])
-        alive = (active > 0).cpu()
-        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
-        for k, (x, y) in eval_sets.items():
-            err, var = output_stats(model, x, y)
-            hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
-            hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
+        record_epoch(hist, epoch, lambda x, y: output_stats(model, x, y), eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
     return model, hist
