@@ -313,7 +313,11 @@ def train(
     gens = [generator(s, "data") for s in packed.seeds]
     active = torch.ones(S, device=device)  # original model order
     hist = new_history(S, epochs, eval_sets)
-    record_epoch(hist, 0, lambda x, y: output_stats(model, x, y), eval_sets, active)
+
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return output_stats(model, x, y)  # `model` as it stands: the loop rebinds it every epoch
+
+    record_epoch(hist, 0, stats, eval_sets, active)
     if on_epoch:
         on_epoch(0, hist)
     for epoch in range(1, epochs + 1):
@@ -335,7 +339,7 @@ def train(
             packed = Packed(model, list(data_seeds))
             if nsr is not None:
                 nsr.forget(newly[packed.order])
-        record_epoch(hist, epoch, lambda x, y: output_stats(model, x, y), eval_sets, active, losses)
+        record_epoch(hist, epoch, stats, eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
     return model, hist
