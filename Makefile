@@ -15,7 +15,7 @@ PAPER := profile=paper results_dir=$(RESULTS)
 # `make table1 data=fashion`: Tables 1 to 3 on another data set (written as table1_fashion.*, no paper numbers)
 ON := $(if $(data),data=$(data))
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench data data-mnist data-fashion clean
+.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench docs data data-mnist data-fashion clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 pe
 
 bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU's sgemm peak
 	$(PY) scripts/bench.py
+
+docs: $(STAMP)  ## Regenerate docs/*.md from docs/src/ and the reference reports
+	$(PY) scripts/make_docs.py
 
 clean:  ## Remove generated results (keeps the committed reference results and the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/.hydra

@@ -28,8 +28,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ibci.cli import INTERRUPTED, compose_many, report_user_errors
-from ibci.errors import UserError
+from ibci.cli import INTERRUPTED, compose_many, with_call
+from ibci.errors import UserError, report_user_errors
 
 
 def run_cell(cfg: dict) -> dict | None:
@@ -37,7 +37,7 @@ def run_cell(cfg: dict) -> dict | None:
 
     None when another job holds the cell (it is training it).
     """
-    from ibci.runner import run_cells  # torch loads inside the entry point's Ctrl-C handler
+    from ibci.runs.runner import run_cells  # torch loads inside the entry point's Ctrl-C handler
 
     recs = run_cells([cfg])
     return recs[0] if recs else None
@@ -58,9 +58,10 @@ def check_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from ibci.cli import CONFIG_DIR, check_added_keys, check_group_options, hydra_error
-    from ibci.runner import load_splits
-    from ibci.validate import validate
+    from ibci import CONFIG_DIR
+    from ibci.cli import check_added_keys, check_group_options, hydra_error
+    from ibci.runs.runner import load_splits
+    from ibci.runs.validate import validate
 
     flags, misplaced = parse_hydra_flags(args)
     if flags.experimental_rerun is not None and not Path(flags.experimental_rerun).is_file():
@@ -118,7 +119,7 @@ def experiment_sweep(parsed: list, multirun: bool, config_dir: Path) -> list[lis
     here, every cell of it is checked too. Without -m Hydra would run one cell
     of the grid and ignore the rest, so that is refused.
     """
-    from ibci.cli import load_experiment
+    from ibci.experiments import load_experiment
 
     chosen = [o for o in parsed if o.get_key_element().lstrip("+") == "experiment" and not o.is_sweep_override()]
     if not chosen or str(chosen[-1].value()) in ("null", "None"):
@@ -164,7 +165,12 @@ def check_writable(results_dir: str) -> None:
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    report_user_errors(run_cell)(OmegaConf.to_container(cfg, resolve=True))
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    call = with_call(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(hc.runtime.choices),
+                     list(hc.overrides.task))
+    report_user_errors(run_cell)(call)
 
 
 if __name__ == "__main__":

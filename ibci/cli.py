@@ -8,20 +8,13 @@ plus the user's.
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
-import yaml
-
-from . import ROOT
+from . import CONFIG_DIR
 from .errors import UserError
-from .grids import cell_overrides, experiment_grid, grid_cells  # noqa: F401  (the entry points take them from here)
+from .experiments import cell_overrides, experiment_grid, grid_cells, load_experiment
 
-CONFIG_DIR = ROOT / "configs"
-EXPERIMENT_DIR = ROOT / "experiments"
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
-
 
 def compose_many(override_lists: list[list[str]], config_dir: Path = CONFIG_DIR,
                  config_name: str = "config") -> list[dict]:
@@ -32,19 +25,32 @@ def compose_many(override_lists: list[list[str]], config_dir: Path = CONFIG_DIR,
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     out = []
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir).absolute()), version_base="1.3"):
             for overrides in override_lists:
-                cfg = hydra_compose(config_name, overrides=list(overrides))
-                out.append(OmegaConf.to_container(cfg, resolve=True))
+                cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+                choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                out.append(with_call(OmegaConf.to_container(cfg, resolve=True), choices, list(overrides)))
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
     return out
 
+def with_call(cfg: dict, choices: dict, overrides: list[str]) -> dict:
+    """A resolved config with the call that made it: `choices` (every config group's option, Hydra's own
+    groups aside) and `overrides` (the command line's, less what says where or how it runs). Its record
+    keeps both, so that tables find it without composing it again (`ibci.runs.calls`)."""
+    from .runs.calls import RUNTIME, split_override
+
+    cfg["choices"] = {g: v for g, v in choices.items() if not g.startswith("hydra")}
+    cfg["overrides"] = [o for o in overrides if split_override(o)[0] not in RUNTIME
+                        and not split_override(o)[0].startswith("hydra")]
+    return cfg
 
 def hydra_error(e: Exception) -> UserError:
     """Hydra's message for a bad command line, on one line; where an override does not parse, how to quote it."""
@@ -54,20 +60,16 @@ def hydra_error(e: Exception) -> UserError:
             if isinstance(e, OverrideParseException) else "")
     return UserError(" ".join(str(e).split()) + hint)
 
-
 def compose(overrides: list[str] = ()) -> dict:
     """The resolved run config for `overrides`, as run.py would see it."""
     return compose_many([list(overrides)])[0]
-
 
 def _override_key(override: str) -> str:
     """The key or group an override names: `init.tol` of `++init.tol=0.1`, `base` of `base@x=he`."""
     return override.lstrip("~+").partition("=")[0].partition("@")[0]
 
-
 def _selects_group(key: str, config_dir: Path) -> bool:
     return "/" in key or (Path(config_dir) / key).is_dir()
-
 
 def _key_paths(cfg: dict, prefix: str = "") -> list[str]:
     """Every key of a nested config as a dotted path (`init`, `init.tol`, `networks.2`)."""
@@ -77,7 +79,6 @@ def _key_paths(cfg: dict, prefix: str = "") -> list[str]:
         if isinstance(value, dict):
             out += _key_paths(value, f"{prefix}{key}.")
     return out
-
 
 def check_added_keys(jobs: list[list[str]], config_dir: Path = CONFIG_DIR, config_name: str = "config") -> None:
     """Raise UserError for a `+key=value` or `++key=value` that adds a key the job's config does not have.
@@ -113,52 +114,6 @@ def check_added_keys(jobs: list[list[str]], config_dir: Path = CONFIG_DIR, confi
                     else "nothing reads it (`python run.py --cfg job` lists the keys)")
             raise UserError(f"{override} adds a key the config does not have; {hint}")
 
-
-def _experiment_name(word: str) -> str:
-    return word.removeprefix("+").removeprefix("experiment=")
-
-
-def load_experiment(name: str) -> dict:
-    """An experiment's spec: `table1` or `experiment=table1` (configs/experiment/), `verdict`, or a YAML path.
-
-    An overlay (configs/experiment/<name>.yaml) is read as plain YAML: its grid
-    is `hydra.sweeper.params`, its table's layout the `table:` block, and its
-    cells are composed with `experiment=<name>`, so they are exactly the cells
-    of `python run.py -m experiment=<name>`. A spec that is not a product grid
-    (experiments/verdict.yaml), or a file given by path, is a plain spec: `grid:`
-    or `columns:`, with `overrides:` for its recipe.
-    """
-    name = _experiment_name(name)
-    path = Path(name)
-    overlay = CONFIG_DIR / "experiment" / f"{name}.yaml"
-    if not path.suffix:
-        path = overlay if overlay.is_file() else EXPERIMENT_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted({p.stem for d in (CONFIG_DIR / "experiment", EXPERIMENT_DIR) for p in d.glob("*.yaml")})
-        raise UserError(f"experiment {name!r} not found; known experiments: {', '.join(known)}")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"experiment {name!r}: cannot read {path} ({' '.join(str(e).split())})") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"experiment {name!r}: {path} holds no mapping")
-    if path == overlay:
-        params = (spec.get("hydra") or {}).get("sweeper", {}).get("params") or {}
-        grid = {k: [_scalar(v) for v in str(values).split(",")] for k, values in params.items()}
-        table = dict(spec.get("table") or {})
-        shown = table.pop("columns", None)  # the baseline's cells run, but it is no column of the table
-        if shown is not None:
-            grid[table["column"]] = list(shown)
-        spec = {**table, "grid": grid, "overrides": [f"experiment={name}"]}
-    spec.setdefault("name", path.stem)
-    return spec
-
-
-def _scalar(text: str):
-    """A sweep value as YAML reads it (`2` -> 2), so that grid values compare with the cells' keys."""
-    return yaml.safe_load(text.strip())
-
-
 def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     """The full override list of every cell an experiment runs, user overrides first.
 
@@ -168,25 +123,10 @@ def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     if "grid" in spec:
         fixed = list(spec.get("overrides", []))  # the experiment's recipe, which the user's overrides may change
         return [[*fixed, *overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))]
-    from . import verdict
+    from .report import verdict
 
     budget = compose(overrides)
     return [[*overrides, *c["overrides"]] for c in verdict.cells(spec, budget["seeds"], budget["epochs"])]
-
-
-def report_user_errors(fn):
-    """Turn a UserError into one line on stderr and exit status 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper
-
 
 def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.

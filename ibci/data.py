@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ibci.errors import DataError, UserError
-from ibci.records import atomic_write
+from .errors import DataError, UserError
+from .files import atomic_write
 
 # Official digests of the uncompressed files (as torchvision lists them).
 IDX_MD5 = {

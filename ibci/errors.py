@@ -5,6 +5,9 @@ traceback) before exiting with status 2; the message names the bad value and
 what is allowed.
 """
 
+import functools
+import sys
+
 
 class UserError(ValueError):
     """A bad setting or input the user can fix."""
@@ -12,3 +15,17 @@ class UserError(ValueError):
 
 class DataError(UserError):
     """A data set that is missing, corrupted or cannot be obtained."""
+
+
+def report_user_errors(fn):
+    """Turn a UserError into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

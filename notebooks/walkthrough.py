@@ -43,7 +43,7 @@
 # The notebook's source is `notebooks/walkthrough.py` (jupytext percent format, paired with this .ipynb): edit either one in Jupyter with jupytext, or the .py in an editor and run `jupytext --sync notebooks/walkthrough.py`.
 
 # %% tags=["setup"]
-# Figures appear below their cells, also those the library draws off pyplot (ibci.plots returns Figures).
+# Figures appear below their cells, also those the library draws off pyplot (ibci.report.plots returns Figures).
 # %matplotlib inline
 import os
 import sys
@@ -69,12 +69,15 @@ def repo_root(start: Path) -> Path:
 ROOT = repo_root(Path.cwd().resolve())
 sys.path.insert(0, str(ROOT))  # runs from a plain checkout too, without `pip install -e .`
 
-from ibci import campaign, engine, plots, records  # noqa: E402
-from ibci.api import configs  # noqa: E402
+from ibci.init import campaign  # noqa: E402
+from ibci.train import mlp as engine  # noqa: E402
+from ibci.report import plots  # noqa: E402
+from ibci.runs import records  # noqa: E402
+from ibci.init.api import configs  # noqa: E402
 from ibci.data import load_mnist  # noqa: E402
-from ibci.initialize import init_stack  # noqa: E402
-from ibci.inits import base_std, init_base, sample_base  # noqa: E402
-from ibci.models import StackedMLP, layer_sizes  # noqa: E402
+from ibci.init.stack import init_stack  # noqa: E402
+from ibci.init.bases import base_std, init_base, pool_size, sample_base  # noqa: E402
+from ibci.nets.mlp import StackedMLP, layer_sizes  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 
 
@@ -237,7 +240,7 @@ sample = torch.randperm(len(mnist.y_train), generator=generator(0, "notebook-sam
 x, y = mnist.x_train[sample], mnist.y_train[sample]
 
 fan_in, width = 784, 100
-K = campaign.pool_size(width, pool_factor=5, max_pool=1000)
+K = pool_size(width, pool_factor=5, max_pool=1000)
 candidates = sample_base("he", fan_in, width, K, generator(0, "init"))  # [784, K], one column per candidate
 R = (x @ candidates).relu_()  # responses [n, K]
 iim = campaign.iim_score(R)
@@ -350,7 +353,7 @@ print(f"novelty of the winners: min {walk.novelty.min():.4f}, median {walk.novel
 
 
 # %% [markdown]
-# The information plane of this election, drawn by `ibci.plots.information_plane`, and beside it
+# The information plane of this election, drawn by `ibci.report.plots.information_plane`, and beside it
 # the TIE-only variant (w = 1, the paper's "TIE" ablation) on the same pool. IBCI's first layer
 # takes mostly high-IIM candidates, but not only: the class quotas make a class that owns few
 # candidates fill its seats with whatever it owns.
@@ -523,7 +526,7 @@ display(plots.learning_curves(curves, title=f"Depth 2, {n:,} training images"))
 #
 # Each finished cell of a sweep leaves `<results>/runs/<cell-id>/` holding `config.yaml`,
 # `record.json` (the cell, its budget, a summary per seed, library versions), `metrics.csv` (test
-# error per epoch and seed) and, written last, a `done` marker. `ibci.records.load_records` reads
+# error per epoch and seed) and, written last, a `done` marker. `ibci.runs.records.load_records` reads
 # the finished ones; `scripts/make_tables.py` builds the paper's tables (`<results>/tables/`) and
 # figures (`<results>/figures/`) from them. This section reads whatever is under `IBCI_RESULTS`.
 
@@ -606,5 +609,5 @@ if recs:
 #   and `make table2` at the paper's.
 # - `python scripts/plot_campaign.py --base xavier --depth 3 --layer 1` draws the information plane
 #   of any layer's campaign, like section 3, into `results/figures/campaign_info_plane.png`.
-# - The method itself is `ibci/campaign.py`, one short file: `pool_scores`, `class_quotas`,
+# - The method itself is `ibci/init/campaign.py`, one short file: `pool_scores`, `class_quotas`,
 #   `run_campaign`, `campaign_layer`, `ibci_init`.

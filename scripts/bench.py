@@ -11,7 +11,7 @@ In one process, on the same machine:
 plus the campaign's time per seed per depth, NSR's overhead on one MLP-4 epoch
 (`nsr_overhead`, the fraction of time NSR adds; the target is at most 0.10),
 the peak RSS of a depth-3 cell, and
-  (d) the CNN of `net=cnn` (ibci.conv), 5 seeds, one epoch with its test
+  (d) the CNN of `net=cnn` (ibci/nets/cnn.py), 5 seeds, one epoch with its test
       evaluation: the stacked engine (grouped convolutions) against the
       conventional loop (nn.Sequential + torch.optim.SGD, one seed after the
       other, batches from in-memory tensors).
@@ -34,13 +34,18 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from ibci import campaign, engine, seeding  # noqa: E402
-from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment  # noqa: E402
-from ibci.inits import init_base  # noqa: E402
-# As convnet: main's `conv` is the conventional loop's time.
-from ibci import conv as convnet  # noqa: E402
-from ibci.models import CNN_WIDTHS, StackedMLP, layer_sizes  # noqa: E402
-from ibci.runner import load_splits, plan  # noqa: E402
+from ibci.init import campaign  # noqa: E402
+from ibci.train import mlp as engine  # noqa: E402
+from ibci import seeding  # noqa: E402
+from ibci.experiments import cell_overrides, experiment_grid, grid_cells, load_experiment  # noqa: E402
+from ibci.cli import compose_many  # noqa: E402
+from ibci.init.bases import init_base  # noqa: E402
+# cnn_net, not conv: main's `conv` is the conventional loop's time.
+from ibci.init import conv as conv_init  # noqa: E402
+from ibci.nets import cnn as cnn_net  # noqa: E402
+from ibci.train import cnn as cnn_engine  # noqa: E402
+from ibci.nets.mlp import StackedMLP, cnn_widths, layer_sizes  # noqa: E402
+from ibci.runs.runner import load_splits, plan  # noqa: E402
 
 DEPTHS = (2, 3, 5)
 PAPER_CELLS = 30  # Tables 1 and 2 together: 2 bases x 5 inits x 3 depths
@@ -141,9 +146,9 @@ def nsr_overhead(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test:
 def cnn_train_flops(widths: list[int], images: int) -> float:
     """Training FLOPs of the CNN: 3 x its forward multiply-adds x 2, as `train_flops` counts an MLP's."""
     c1, c2, h = widths
-    sides = convnet.conv_sides()
-    maps = [(s - convnet.KERNEL + 1) ** 2 for s in sides[:2]]  # output positions of each conv layer
-    area = convnet.KERNEL**2
+    sides = cnn_net.conv_sides()
+    maps = [(s - cnn_net.KERNEL + 1) ** 2 for s in sides[:2]]  # output positions of each conv layer
+    area = cnn_net.KERNEL**2
     macs = maps[0] * c1 * area + maps[1] * c2 * c1 * area + c2 * sides[2] ** 2 * h + h * 10
     return 6.0 * macs * images
 
@@ -158,12 +163,12 @@ def cnn_epochs(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: t
     """
     x, y = x[:images], y[:images]
     ids = list(range(seeds))
-    model = convnet.init_base(CNN_WIDTHS, [seeding.generator(s, "init") for s in ids], "he")
-    convnet.train(model, x[:200], y[:200], ids, 1, 100, 0.1, {})  # warm-up
+    model = conv_init.init_base(cnn_widths(), [seeding.generator(s, "init") for s in ids], "he")
+    cnn_engine.train(model, x[:200], y[:200], ids, 1, 100, 0.1, {})  # warm-up
     start = time.perf_counter()
-    convnet.train(model, x, y, ids, 1, 100, 0.1, {"test": (x_test, y_test)})
+    cnn_engine.train(model, x, y, ids, 1, 100, 0.1, {"test": (x_test, y_test)})
     stacked = time.perf_counter() - start
-    c1, c2, h = CNN_WIDTHS
+    c1, c2, h = cnn_widths()
     start = time.perf_counter()
     for s in ids:
         net = torch.nn.Sequential(
@@ -180,7 +185,7 @@ def cnn_epochs(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: t
         with torch.no_grad():
             (net(x_test.view(-1, 1, 28, 28)).argmax(1) != y_test).float().mean()
     loop = time.perf_counter() - start
-    flops = cnn_train_flops(CNN_WIDTHS, x.shape[0]) * seeds
+    flops = cnn_train_flops(cnn_widths(), x.shape[0]) * seeds
     return {"models": seeds, "images": x.shape[0], "seconds": stacked, "loop_seconds": loop,
             "gflops": flops / stacked / 1e9, "loop_gflops": flops / loop / 1e9}
 
@@ -197,8 +202,8 @@ def peak_rss_depth3_cell(threads: int | None) -> float:
     """Peak RSS (MB) of a child process that trains one depth-3 cell of 5 seeds for one epoch."""
     code = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from ibci.cli import compose; from ibci.runner import load_splits; from ibci import engine, seeding\n"
-        "from ibci.inits import init_base; from ibci.models import layer_sizes\n"
+        "from ibci.cli import compose; from ibci.runs.runner import load_splits; from ibci import seeding; from ibci.train import mlp as engine\n"
+        "from ibci.init.bases import init_base; from ibci.nets.mlp import layer_sizes\n"
         "cfg = compose(['depth=3', 'epochs=1'] + %r)\n"
         "s = load_splits(cfg); x, y = s.pop('train')\n"
         "m = init_base(layer_sizes(3), [seeding.generator(i, 'init') for i in range(5)], 'he')\n"

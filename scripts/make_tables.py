@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from ibci import plots, records, render, tables  # noqa: E402
-from ibci.cli import ROOT, cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment  # noqa: E402
-from ibci.cli import report_user_errors  # noqa: E402
-from ibci.errors import UserError  # noqa: E402
+from ibci import ROOT  # noqa: E402
+from ibci.errors import UserError, report_user_errors  # noqa: E402
+from ibci.experiments import cell_overrides, experiment_grid, grid_cells, load_experiment  # noqa: E402
+from ibci.files import atomic_write  # noqa: E402
+from ibci.report import plots, render, tables  # noqa: E402
+from ibci.runs import calls, records  # noqa: E402
 
 
 def check_overrides(user_overrides: list[str], grid: dict) -> None:
@@ -53,19 +55,18 @@ def read_metrics(run_dir: Path) -> pd.DataFrame | None:
         return None
 
 
-def for_data(spec: dict, cfgs: list[dict]) -> dict:
+def for_data(spec: dict, data: str) -> dict:
     """The spec as its cells' one data set reads it (`python scripts/sweep.py table1 data=fashion`).
 
     A grid on another data set than the paper's (`paper_data`, MNIST unless the
     spec says otherwise) has no paper numbers beside it, its title names its
     data set where it named the paper's, and its files carry the data set's
     name (table1_fashion.md), so that they never overwrite the paper's table.
+    `data` is the cells' one data set, or None when the grid's rows are data sets.
     """
-    names = sorted({c["data"]["name"] for c in cfgs})
     home = spec.get("paper_data", "mnist")
-    if len(names) != 1 or names == [home]:  # a grid whose rows are data sets says which in each row
+    if data is None or data == home:  # a grid whose rows are data sets says which in each row
         return spec
-    (data,) = names
     out = {k: v for k, v in spec.items() if k != "paper"}
     out["name"] = f"{spec['name']}_{data}"
     out["title"] = spec.get("title", spec["name"]).replace(f" on {render.display(home)}", f" on {render.display(data)}")
@@ -87,19 +88,24 @@ def free_budget(overrides: list[str]) -> tuple[str, ...]:
 def collect(spec: dict, user_overrides: list[str], budget: str | None = None) -> dict:
     """Everything the outputs are made of: results dir, records and metrics per cell key, seeds per cell.
 
-    Runs are found by their records alone (`records.select_runs`): a cell's
-    config is composed only to know what each grid value means (`method=nsr`
-    is init vanilla with reg nsr), never to recompute a run directory's name.
+    A cell is the override list `scripts/sweep.py` trains it with; its run is
+    found by the call its record keeps (`records.select_runs`), with no
+    config composed again.
     """
     grid = experiment_grid(spec)
     check_overrides(user_overrides, grid)
     cells = grid_cells(grid)
     fixed = [*spec.get("overrides", []), *user_overrides]  # as scripts/sweep.py composes them
-    cfgs = compose_many([[*fixed, *cell_overrides(c)] for c in cells])
-    results_dir = Path(cfgs[0]["results_dir"])
+    jobs = [[*fixed, *cell_overrides(c)] for c in cells]
+    results_dir = Path(calls.setting(fixed, "results_dir"))
     records.require_runs(results_dir)
-    found = records.select_runs(records.load_records(results_dir), cfgs, free=free_budget(user_overrides),
-                                budget=budget, what=f"{spec['name']} in {results_dir}")
+    everything = records.load_records(results_dir)
+    found = records.select_runs(everything, jobs, free=free_budget(user_overrides), budget=budget,
+                                what=f"{spec['name']} in {results_dir}")
+    old = sum(map(records.legacy, everything))
+    if old and any(r is None for r in found):
+        print(f"warning: {old} record(s) in {results_dir} predate the calls records keep; run the sweep command "
+              "again (it trains nothing) to make them findable", file=sys.stderr)
     keys = tables.key_columns(spec)
     recs, metrics = {}, {}
     for cell, rec in zip(cells, found):
@@ -107,9 +113,10 @@ def collect(spec: dict, user_overrides: list[str], budget: str | None = None) ->
         recs[key] = rec
         if rec is not None:
             metrics[key] = read_metrics(results_dir / "runs" / rec["cell_id"])
-    n_expected = next((r["budget"]["seeds"] for r in found if r is not None), int(cfgs[0]["seeds"]))
+    n_expected = next((r["budget"]["seeds"] for r in found if r is not None), int(calls.setting(fixed, "seeds")))
+    datas = {calls.choice(job, "data") for job in jobs}
     return dict(results_dir=results_dir, records=recs, metrics=metrics, n_expected=int(n_expected),
-                failed_error=float(cfgs[0]["failed_error"]), cfgs=cfgs)
+                failed_error=float(calls.setting(fixed, "failed_error")), data=datas.pop() if len(datas) == 1 else None)
 
 
 def read_paper(spec: dict) -> pd.DataFrame:
@@ -137,7 +144,7 @@ def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.
         for suffix, text in (("csv", render.to_csv(df)), ("md", render.to_markdown(df, spec)),
                              ("tex", render.to_latex(df, spec))):
             path = table_dir / f"{name}.{suffix}"
-            records.atomic_write_text(path, text)
+            atomic_write(path, text)
             written.append(path)
         title = spec.get("title", name)
         xlabel = "depth (layers)" if spec["rows"][-1] == "depth" else spec["rows"][-1]
@@ -167,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"experiment {spec['name']!r} lacks the key {k!r}")
     budget, overrides = split_budget(argv[1:])
     collected = collect(spec, overrides, budget)
-    spec = for_data(spec, collected["cfgs"])
+    spec = for_data(spec, collected["data"])
     df, written = write_outputs(spec, collected, read_paper(spec))
     for path in written:
         print(f"wrote {path}")

@@ -5,7 +5,7 @@
 
 Pass the overrides the sweep ran with. Finds every cell the verdict needs among
 <results_dir>/runs/*/record.json by what the records say (missing cells are
-reported, not guessed; see ibci.records.select_runs) and
+reported, not guessed; see ibci.runs.records.select_runs) and
 writes <results_dir>/tables/verdict.csv (one row per claim x reading x row:
 the test and its verdict), verdict_columns.csv (every column's numbers) and
 verdict.md (the report).
@@ -21,9 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from ibci import records, render, verdict  # noqa: E402
-from ibci.cli import ROOT, check_added_keys, compose, compose_many, load_experiment, report_user_errors  # noqa: E402
-from ibci.errors import UserError  # noqa: E402
+from ibci import ROOT  # noqa: E402
+from ibci.errors import UserError, report_user_errors  # noqa: E402
+from ibci.experiments import load_experiment  # noqa: E402
+from ibci.files import atomic_write  # noqa: E402
+from ibci.report import render, verdict  # noqa: E402
+from ibci.runs import records  # noqa: E402
+from ibci.runs.calls import setting  # noqa: E402
 
 
 def read_paper(spec: dict) -> pd.DataFrame:
@@ -36,12 +40,13 @@ def read_paper(spec: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def budget_words(cfg: dict, spec: dict) -> str:
-    limit = cfg["data"]["train_limit"]
+def budget_words(overrides: list[str], spec: dict) -> str:
+    """The budget the verdict's cells were asked for, as its report states it."""
+    seeds, limit = setting(overrides, "seeds"), setting(overrides, "data.train_limit")
     images = "all 60,000 training images" if limit is None else f"the first {limit:,} training images"
-    return (f"{int(spec['seed_blocks'])} blocks of {cfg['seeds']} seeds (n = {int(spec['seed_blocks']) * cfg['seeds']} "
-            f"per cell), {cfg['epochs']} epochs on {images}, batch {cfg['batch_size']}, lr {cfg['lr']}, "
-            f"protocol {cfg['protocol']}")
+    return (f"{int(spec['seed_blocks'])} blocks of {seeds} seeds (n = {int(spec['seed_blocks']) * seeds} "
+            f"per cell), {setting(overrides, 'epochs')} epochs on {images}, batch {setting(overrides, 'batch_size')}, "
+            f"lr {setting(overrides, 'lr')}, protocol {setting(overrides, 'protocol')}")
 
 
 @report_user_errors
@@ -53,14 +58,11 @@ def main(argv: list[str]) -> int:
     if "columns" not in spec:
         raise UserError(f"experiment {spec['name']!r} has no columns; tabulate a grid with scripts/make_tables.py")
     overrides = argv[1:]
-    base_cfg = compose(overrides)
-    cells = verdict.cells(spec, base_cfg["seeds"], base_cfg["epochs"])
-    jobs = [[*overrides, *c["overrides"]] for c in cells]
-    check_added_keys(jobs)  # a key nothing reads would train (and here find) the default instead
-    cfgs = compose_many(jobs)
-    results_dir = Path(base_cfg["results_dir"])
+    cells = verdict.cells(spec, setting(overrides, "seeds"), setting(overrides, "epochs"))
+    jobs = [[*overrides, *c["overrides"]] for c in cells]  # as scripts/sweep.py verdict trains them
+    results_dir = Path(setting(overrides, "results_dir"))
     records.require_runs(results_dir)
-    runs = records.select_runs(records.load_records(results_dir), cfgs, what=f"{spec['name']} in {results_dir}")
+    runs = records.select_runs(records.load_records(results_dir), jobs, what=f"{spec['name']} in {results_dir}")
     found = list(zip(cells, runs))
     pooled = verdict.pool_seeds(spec, found)
     paper = read_paper(spec)
@@ -69,13 +71,13 @@ def main(argv: list[str]) -> int:
     lsuv = verdict.lsuv_match(spec, cols)
     dups = verdict.duplicates_frame(spec, pooled)
     summary = verdict.summary_frame(claims)
-    md = verdict.to_markdown(spec, claims, summary, cols, lsuv, dups, budget_words(base_cfg, spec))
+    md = verdict.to_markdown(spec, claims, summary, cols, lsuv, dups, budget_words(overrides, spec))
     out = results_dir / "tables"
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, text in (("verdict.csv", render.to_csv(claims)), ("verdict_columns.csv", render.to_csv(cols)),
                            ("verdict.md", md)):
-            records.atomic_write_text(out / name, text)
+            atomic_write(out / name, text)
             print(f"wrote {out / name}")
     except OSError as e:
         raise UserError(f"results_dir={str(results_dir)!r} is not writable ({e.strerror})") from None

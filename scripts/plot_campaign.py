@@ -26,17 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ibci import campaign, plots  # noqa: E402
-from ibci.cli import report_user_errors  # noqa: E402
+from ibci.init import campaign  # noqa: E402
+from ibci.report import plots  # noqa: E402
+from ibci.errors import report_user_errors  # noqa: E402
 from ibci.data import load_mnist  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
-from ibci.inits import BASES, base_std  # noqa: E402
-from ibci.models import HIDDEN_SIZES, layer_sizes  # noqa: E402
-from ibci.render import display  # noqa: E402
+from ibci.init.bases import base_std
+from ibci.vocab import BASES, CAMPAIGN_INITS, DATA  # noqa: E402
+from ibci.nets.mlp import layer_sizes, paper_networks  # noqa: E402
+from ibci.report.render import display  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 
 FIGURE_NAME = "campaign_info_plane"  # .pdf and .png
-N_TRAIN = 60000  # MNIST training images
+N_TRAIN = DATA["mnist"].train  # MNIST training images
 # ibci.campaign divides TIE's two terms by their L2 norms over the pool before
 # subtracting, so TIE is dimensionless (IIM is a plain variance); the label says so.
 
@@ -46,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", default="results", help="results dir; the figure goes to <results>/figures/")
     p.add_argument("--base", default="he", help=f"base distribution of the candidates: {', '.join(BASES)}")
     p.add_argument("--std", type=float, default=None, help="std of the `normal` base (unused by xavier and he)")
-    p.add_argument("--init", default="ibci", help=f"campaign variant: {', '.join(campaign.VARIANTS)}")
-    p.add_argument("--depth", type=int, default=2, help=f"network depth: {', '.join(map(str, HIDDEN_SIZES))}")
+    p.add_argument("--init", default="ibci", help=f"campaign variant: {', '.join(CAMPAIGN_INITS)}")
+    p.add_argument("--depth", type=int, default=2, help=f"network depth: {', '.join(map(str, paper_networks()))}")
     p.add_argument("--layer", type=int, default=0, help="which layer's campaign to plot (0 = first)")
     p.add_argument("--samples", type=int, default=10000, help="training images the campaign scores on")
     p.add_argument("--seed", type=int, default=0, help="run seed (the init sub-seed is derived from it)")

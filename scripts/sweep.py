@@ -17,15 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ibci.cli import (  # noqa: E402
-    INTERRUPTED,
-    check_added_keys,
-    compose_many,
-    experiment_jobs,
-    load_experiment,
-    report_user_errors,
-)
-from ibci.errors import UserError  # noqa: E402
+from ibci.cli import INTERRUPTED, check_added_keys, compose_many, experiment_jobs  # noqa: E402
+from ibci.errors import UserError, report_user_errors  # noqa: E402
+from ibci.experiments import load_experiment  # noqa: E402
 
 
 @report_user_errors
@@ -41,7 +35,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"{flags[0]} is not an option of scripts/sweep.py (it takes an experiment and overrides; "
                         "see --help)")
     # torch loads here, inside the Ctrl-C handler below
-    from ibci.runner import run_cells
+    from ibci.runs.runner import run_cells
     from ibci.cli import check_group_options
 
     spec = load_experiment(argv[0])

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 import ibci
-from ibci import campaign
+from ibci.init import campaign
 from ibci.errors import UserError
-from ibci.inits import init_base, lsuv
+from ibci.init.bases import init_base
+from ibci.init.lsuv import lsuv
 
 
 def _data(n=600, d=30, classes=4, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibci.campaign import (
+from ibci.init.campaign import (
     campaign_layer,
     class_quotas,
     ibci_init,
@@ -16,9 +16,9 @@ from ibci.campaign import (
     tie_score,
     tie_weights,
 )
-from ibci.api import configs
+from ibci.init.api import configs
 from ibci.errors import UserError
-from ibci.initialize import init_stack
+from ibci.init.stack import init_stack
 
 
 def _responses(n=500, k=40, c=5, seed=0, bias=0.0):

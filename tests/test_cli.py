@@ -210,8 +210,9 @@ def test_every_script_answers_h_too(name, capsys, monkeypatch):
 
 
 def test_an_experiment_overlay_is_a_grid_its_cells_keep_their_ids():
-    from ibci import records
-    from ibci.cli import compose_many, load_experiment
+    from ibci.runs import records
+    from ibci.cli import compose_many
+    from ibci.experiments import load_experiment
 
     spec = load_experiment("experiment=table3")
     assert spec["grid"] == {"net": ["mlp3", "mlp4", "mlp6", "mlp8", "mlp10"],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ibci import records, runner
+from ibci.runs import records
+from ibci.runs import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = ["profile=smoke", "seeds=2", "epochs=2", "data.train_limit=1000", "threads=1", "progress=false"]

@@ -10,13 +10,21 @@ import torch.nn.functional as F
 from torch import nn
 
 import run
-from ibci import campaign, conv, inits, records, seeding
+from ibci.init import campaign
+from ibci.init import conv as conv_init
+from ibci.nets.cnn import StackedCNN, layer_fans
+from ibci.runs.validate import check_cnn
+from ibci.train import cnn as cnn_engine
+from ibci.init import bases
+from ibci.init.lsuv import lsuv
+from ibci.runs import records
+from ibci import seeding
 from ibci.cli import compose
 from ibci.errors import UserError
-from ibci.models import CNN_WIDTHS
-from ibci.runner import stack_key
+from ibci.nets.mlp import cnn_widths
+from ibci.runs.runner import stack_key
 
-WIDTHS = [4, 6, 16]  # small enough for tests of a few seconds; the default is CNN_WIDTHS
+WIDTHS = [4, 6, 16]  # small enough for tests of a few seconds; the default is cnn_widths()
 
 
 def _images(n=300, seed=0):
@@ -27,7 +35,7 @@ def _images(n=300, seed=0):
     return 0.6 * protos[y] + 0.4 * torch.rand(n, 784, generator=g), y
 
 
-def _module(model: conv.StackedCNN, s: int) -> nn.Sequential:
+def _module(model: StackedCNN, s: int) -> nn.Sequential:
     """Model s of a stack as the conventional nn.Sequential (nn.Linear stores W transposed)."""
     (c1, c2), h = (w.shape[1] for w in model.conv_weights), model.weights[0].shape[2]
     net = nn.Sequential(nn.Conv2d(1, c1, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c1, c2, 5), nn.ReLU(),
@@ -42,7 +50,7 @@ def _module(model: conv.StackedCNN, s: int) -> nn.Sequential:
     return net
 
 
-def _assert_same(model: conv.StackedCNN, s: int, net: nn.Sequential, **tol) -> None:
+def _assert_same(model: StackedCNN, s: int, net: nn.Sequential, **tol) -> None:
     for layer, W, b in zip((net[0], net[3]), model.conv_weights, model.conv_biases):
         torch.testing.assert_close(W[s], layer.weight.detach(), **tol)
         torch.testing.assert_close(b[s], layer.bias.detach(), **tol)
@@ -56,9 +64,9 @@ def _assert_same(model: conv.StackedCNN, s: int, net: nn.Sequential, **tol) -> N
 
 def test_logits_match_nn_modules_for_shared_and_per_model_inputs():
     x, _ = _images(120)
-    model = conv.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(3)], "xavier", bias=0.05)
+    model = conv_init.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(3)], "xavier", bias=0.05)
     nets = [_module(model, s) for s in range(3)]
-    shared = conv.logits_shared(model, x)
+    shared = cnn_engine.logits_shared(model, x)
     per_model = torch.stack([x, x.flip(0), x.roll(7, 0)])
     own = model.forward(per_model)
     for s, net in enumerate(nets):
@@ -69,24 +77,24 @@ def test_logits_match_nn_modules_for_shared_and_per_model_inputs():
 def test_stacked_training_matches_each_seed_trained_alone(train_alone):
     x, y = _images(200)
     seeds = [0, 1, 2]
-    model = conv.init_base(WIDTHS, [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
+    model = conv_init.init_base(WIDTHS, [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
     alone = [_module(model, s) for s in range(len(seeds))]
-    trained, hist = conv.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
+    trained, hist = cnn_engine.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
     for s, seed in enumerate(seeds):
         # 4 steps an epoch, the last one of 8 images
         net = train_alone(alone[s], x, y, seed, epochs=2, batch_size=64, lr=0.1, image_shape=(1, 28, 28))
         _assert_same(trained, s, net, atol=2e-5, rtol=1e-4)
     assert hist.diverged_epoch == [None] * 3
-    _assert_same(model, 0, _module(conv.init_base(WIDTHS, [seeding.generator(0, "init")], "he", bias=0.01), 0),
+    _assert_same(model, 0, _module(conv_init.init_base(WIDTHS, [seeding.generator(0, "init")], "he", bias=0.01), 0),
                  atol=0, rtol=0)  # the stack given is left as it was
 
 
 def test_a_diverging_model_is_frozen_and_the_others_keep_training():
     x, y = _images(200)
-    model = conv.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(2)], "he")
+    model = conv_init.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(2)], "he")
     model.conv_weights[0][1].mul_(1e30)  # model 1 overflows on its first step
     model.weights[0][1].mul_(1e30)
-    trained, hist = conv.train(model, x, y, [0, 1], 2, 50, 0.1, {"test": (x, y)})
+    trained, hist = cnn_engine.train(model, x, y, [0, 1], 2, 50, 0.1, {"test": (x, y)})
     assert hist.diverged_epoch == [None, 1]
     assert math.isnan(hist.errors["test"][1, 1]) and math.isnan(hist.train_loss[2, 1])
     assert math.isnan(hist.intra_var["test"][2, 1]) and not math.isnan(hist.intra_var["test"][2, 0])
@@ -100,7 +108,7 @@ def test_a_diverging_model_is_frozen_and_the_others_keep_training():
 
 @pytest.mark.parametrize("base", ["xavier", "he"])
 def test_base_draw_uses_the_fans_torch_gives_a_conv(base):
-    model = conv.init_base(CNN_WIDTHS, [seeding.generator(s, "init") for s in range(2)], base)
+    model = conv_init.init_base(cnn_widths(), [seeding.generator(s, "init") for s in range(2)], base)
     for W in model.conv_weights:
         fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(W[0])
         expected = math.sqrt(2 / (fan_in + fan_out)) if base == "xavier" else math.sqrt(2 / fan_in)
@@ -111,9 +119,9 @@ def test_base_draw_uses_the_fans_torch_gives_a_conv(base):
 
 def test_lsuv_gives_unit_output_variance_in_every_layer():
     x, _ = _images(400)
-    model = conv.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(2)], "xavier", bias=0.1)
+    model = conv_init.init_base(WIDTHS, [seeding.generator(s, "init") for s in range(2)], "xavier", bias=0.1)
     batches = torch.stack([x[:200], x[200:]])
-    iterations = conv.lsuv(model, batches, tol=0.02)
+    iterations = conv_init.lsuv(model, batches, tol=0.02)
     assert len(iterations) == 4
     for s, net in enumerate(_module(model, s) for s in range(2)):
         h = batches[s].view(-1, 1, 28, 28)
@@ -149,12 +157,12 @@ def test_conv_layers_elect_as_the_mlp_campaign_does(pool):
     x, y = _images(300)
     base, bias, seed = "he", 0.02, 5
     tw = campaign.tie_weights("ibci", 4)
-    weights, biases, info = conv.ibci_init(WIDTHS, x, y, base, tw, torch.Generator().manual_seed(seed), bias=bias,
+    weights, biases, info = conv_init.ibci_init(WIDTHS, x, y, base, tw, torch.Generator().manual_seed(seed), bias=bias,
                                            conv_pool=pool)
     # Replay the pools: drawn from the base with the conv's fans, layer after layer from the one generator.
     g = torch.Generator().manual_seed(seed)
-    fans = conv.layer_fans(WIDTHS)
-    pools = [inits.sample_base(base, *fans[l], campaign.pool_size(w, 5, 1000), g) for l, w in enumerate(WIDTHS[:2])]
+    fans = layer_fans(WIDTHS)
+    pools = [bases.sample_base(base, *fans[l], campaign.pool_size(w, 5, 1000), g) for l, w in enumerate(WIDTHS[:2])]
     filters, conv_biases = [], []
     for l, (cand, width) in enumerate(zip(pools, WIDTHS[:2])):
         p, layer = info["pools"][l], info["layers"][l]
@@ -166,7 +174,7 @@ def test_conv_layers_elect_as_the_mlp_campaign_does(pool):
             h = F.max_pool2d(F.relu(F.conv2d(h, W, b)), 2)
         maps = F.relu(F.conv2d(h, cand.T.reshape(-1, h.shape[1], 5, 5)) + bias)
         R = maps.mean((2, 3)) if pool == "mean" else maps.amax((2, 3))
-        torch.testing.assert_close(conv.conv_responses(x, filters, conv_biases, cand, bias, pool), R)
+        torch.testing.assert_close(conv_init.conv_responses(x, filters, conv_biases, cand, bias, pool), R)
         # Scores: IIM is each response's variance; the score lies in [0, 1] and reaches both ends.
         torch.testing.assert_close(p["iim"], R.double().var(0, correction=0), rtol=1e-4, atol=1e-9)
         assert p["score"].min() == 0 and p["score"].max() == 1
@@ -192,13 +200,13 @@ def test_initialize_from_a_config_every_init():
     for init in ("vanilla", "lsuv", "ibci", "tie", "iim"):
         sample = [] if init == "vanilla" else ["init.num_samples=100"]
         cfg = compose(["net=cnn", f"init={init}", f"hidden={WIDTHS}".replace(" ", ""), *sample])
-        model, info = conv.initialize(cfg, x, y, gens())
+        model, info = conv_init.initialize(cfg, x, y, gens())
         assert model.num_models == 2 and model.num_layers == 4
         json.dumps(info)
         if init in ("tie", "iim"):
             assert info["tie_weights"] == [1.0 if init == "tie" else 0.0] * 4
     # The same seeds draw the same campaign.
-    a, _ = conv.initialize(cfg, x, y, gens())
+    a, _ = conv_init.initialize(cfg, x, y, gens())
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), model.parameters()))
 
 
@@ -207,7 +215,7 @@ def test_initialize_from_a_config_every_init():
 
 def test_the_config_names_the_cnn_and_leaves_mlp_cells_alone():
     cfg = compose(["net=cnn", "init=ibci"])
-    assert cfg["hidden"] == CNN_WIDTHS and cfg["init"]["conv_pool"] == "mean"
+    assert cfg["hidden"] == cnn_widths() and cfg["init"]["conv_pool"] == "mean"
     assert records.cell_id(cfg).startswith("xavier-ibci-cnn-mnist-min-s5e100-")
     assert "-cnn8x16x32-" in records.cell_id(compose(["net=cnn", "hidden=[8,16,32]"]))
     assert records.cell_id(compose(["net=cnn", "init=ibci", "init.conv_pool=max"])) != records.cell_id(cfg)
@@ -225,7 +233,7 @@ def test_the_config_names_the_cnn_and_leaves_mlp_cells_alone():
 ])
 def test_settings_the_cnn_cannot_honour_are_one_line(overrides, parts):
     with pytest.raises(UserError) as e:
-        conv.check(compose(["net=cnn", *overrides]))
+        check_cnn(compose(["net=cnn", *overrides]))
     assert "\n" not in str(e.value) and all(p in str(e.value) for p in parts)
 
 

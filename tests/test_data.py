@@ -571,7 +571,7 @@ def test_fetch_debian_package_for_real(tmp_path):
 
 
 def test_runner_routes_by_data_name(built, fashion, tmp_path, monkeypatch):
-    from ibci import runner
+    from ibci.runs import runner
 
     monkeypatch.setattr(runner, "_DATA_CACHE", {})
     root = tmp_path / "both"

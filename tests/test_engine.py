@@ -3,8 +3,11 @@ import math
 import pytest
 import torch
 
-from ibci import engine, inits, seeding
-from ibci.models import StackedMLP, layer_sizes
+from ibci.train import mlp as engine
+from ibci.init import bases
+from ibci.init.lsuv import lsuv
+from ibci import seeding
+from ibci.nets.mlp import StackedMLP, layer_sizes
 
 
 def _sequential(model: StackedMLP, s: int) -> torch.nn.Sequential:
@@ -23,7 +26,7 @@ def _sequential(model: StackedMLP, s: int) -> torch.nn.Sequential:
 def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data, train_alone):
     x, y = toy_data
     seeds = [0, 1, 2]
-    model = inits.init_base(layer_sizes(depth), [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
+    model = bases.init_base(layer_sizes(depth), [seeding.generator(s, "init") for s in seeds], "he", bias=0.01)
     alone = [_sequential(model, s) for s in range(len(seeds))]
     model, _ = engine.train(model, x, y, seeds, epochs=2, batch_size=64, lr=0.1, eval_sets={})
     for s, seed in enumerate(seeds):
@@ -35,7 +38,7 @@ def test_stacked_training_matches_each_seed_trained_alone(depth, toy_data, train
 
 def test_error_rate_matches_per_model_forward(toy_data):
     x, y = toy_data
-    model = inits.init_base([784, 32, 10], [seeding.generator(s, "init") for s in range(3)], "xavier")
+    model = bases.init_base([784, 32, 10], [seeding.generator(s, "init") for s in range(3)], "xavier")
     err = engine.error_rate(model, x, y)
     for s in range(3):
         wrong = (_sequential(model, s)(x).argmax(1) != y).float().mean() * 100
@@ -44,7 +47,7 @@ def test_error_rate_matches_per_model_forward(toy_data):
 
 def test_model_forward_matches_the_shared_first_layer_gemm(toy_data):
     x, _ = toy_data
-    model = inits.init_base([784, 32, 16, 10], [seeding.generator(s, "init") for s in range(3)], "he", bias=0.1)
+    model = bases.init_base([784, 32, 16, 10], [seeding.generator(s, "init") for s in range(3)], "he", bias=0.1)
     torch.testing.assert_close(model.forward(x), engine.logits_shared(model, x), atol=1e-5, rtol=1e-5)
     hidden = model.forward(x, upto=1)
     assert hidden.shape == (3, 600, 32) and (hidden >= 0).all()
@@ -52,7 +55,7 @@ def test_model_forward_matches_the_shared_first_layer_gemm(toy_data):
 
 def test_training_learns_and_history_has_epoch_zero(toy_data):
     x, y = toy_data
-    model = inits.init_base([784, 100, 10], [seeding.generator(s, "init") for s in range(2)], "he")
+    model = bases.init_base([784, 100, 10], [seeding.generator(s, "init") for s in range(2)], "he")
     _, hist = engine.train(model, x, y, [0, 1], 3, 50, 0.1, {"test": (x, y)})
     assert hist.errors["test"].shape == (4, 2)
     assert torch.isnan(hist.train_loss[0]).all()
@@ -63,7 +66,7 @@ def test_training_learns_and_history_has_epoch_zero(toy_data):
 def test_a_diverging_model_is_frozen_and_the_others_keep_training(toy_data):
     x, y = toy_data
     gens = [seeding.generator(s, "init") for s in range(2)]
-    model = inits.init_base([784, 32, 32, 32, 32, 10], gens, "he")
+    model = bases.init_base([784, 32, 32, 32, 32, 10], gens, "he")
     model.weights[0][1].mul_(1e30)  # model 1 overflows on its first step
     model, hist = engine.train(model, x, y, [0, 1], 2, 50, 0.1, {"test": (x, y)})
     assert hist.diverged_epoch == [None, 1]
@@ -74,7 +77,7 @@ def test_a_diverging_model_is_frozen_and_the_others_keep_training(toy_data):
 
 def test_packing_round_trips_and_groups_models_by_seed():
     sizes = [784, 16, 8, 10]
-    model = inits.init_base(sizes, [seeding.generator(s, "init") for s in range(6)], "he", bias=0.5)
+    model = bases.init_base(sizes, [seeding.generator(s, "init") for s in range(6)], "he", bias=0.5)
     packed = engine.Packed(model, [1, 0, 1, 0, 1, 0])
     assert (packed.G, packed.M) == (2, 3) and packed.W1.shape == (2, 784, 3 * 16)
     back = packed.unpack()
@@ -89,7 +92,7 @@ def test_cells_stacked_side_by_side_match_each_cell_alone(depth, toy_data):
     """Two cells x three seeds in one stack (first layers as one GEMM per seed) == each cell alone."""
     x, y = toy_data
     seeds = [0, 1, 2]
-    cells = [inits.init_base(layer_sizes(depth), [seeding.generator(s, f"init{c}") for s in seeds], base)
+    cells = [bases.init_base(layer_sizes(depth), [seeding.generator(s, f"init{c}") for s in seeds], base)
              for c, base in enumerate(["xavier", "he"])]
     together, hist = engine.train(StackedMLP.cat([c.clone() for c in cells]), x, y, seeds * 2, 2, 100, 0.1,
                                   {"test": (x, y)})

@@ -3,8 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from ibci.engine import Packed, Steadiness, intra_class_variance
-from ibci.inits import init_base
+from ibci.train.history import intra_class_variance
+from ibci.train.mlp import Packed
+from ibci.train.nsr import Steadiness
+from ibci.init.bases import init_base
 
 
 def _reference_steps(model, x_batches, y_batches, lr, lams, queue):
@@ -110,7 +112,7 @@ def test_intra_class_variance_by_hand():
 
 
 def test_new_settings_keep_earlier_cells_ids_and_name_new_cells():
-    from ibci import records
+    from ibci.runs import records
     from ibci.cli import compose
 
     plain = compose(["init=ibci", "depth=3"])
@@ -137,7 +139,7 @@ def test_a_cell_with_nsr_trains_end_to_end(small_cfg):
     import csv
     from pathlib import Path
 
-    from ibci import runner
+    from ibci.runs import runner
 
     cfg = small_cfg("net=mlp4", "method=nsr", "reg.lambda=0.05", "lr=0.01", "protocol=heldout", "epochs=2",
                     "data.train_limit=1000")

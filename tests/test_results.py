@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import ibci
-from ibci import runner
+from ibci.runs import runner
 
 
 def test_frames_from_records_and_an_older_record_still_loads(small_cfg):

@@ -31,8 +31,10 @@ import pytest
 import torch
 
 import run
-from ibci import records, runner
-from ibci.cli import cell_overrides, compose_many, experiment_grid, grid_cells, load_experiment
+from ibci.runs import records
+from ibci.runs import runner
+from ibci.experiments import cell_overrides, experiment_grid, grid_cells, load_experiment
+from ibci.cli import compose_many
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
@@ -429,7 +431,7 @@ def test_the_slurm_launcher_config_makes_a_valid_sbatch_script(tmp_path, monkeyp
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf
 
-    from ibci.cli import CONFIG_DIR
+    from ibci import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu"],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ibci.stats import BOOTSTRAP_MIN_N, bootstrap_diff_ci, combined_std, summarize, welch_p, within_k_std
+from ibci.report.stats import BOOTSTRAP_MIN_N, bootstrap_diff_ci, combined_std, summarize, welch_p, within_k_std
 
 
 def test_summary_of_one_to_four():

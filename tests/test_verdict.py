@@ -10,9 +10,11 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from ibci import verdict
-from ibci.cli import ROOT, compose, load_experiment
-from ibci.validate import validate
+from ibci.report import verdict
+from ibci import ROOT
+from ibci.cli import compose
+from ibci.experiments import load_experiment
+from ibci.runs.validate import validate
 
 SPEC = load_experiment("verdict")
 
@@ -81,7 +83,7 @@ def test_cells_run_base_free_columns_once_and_explorations_on_one_block():
 
 
 def test_every_verdict_cell_composes_validates_and_is_distinct():
-    from ibci import records
+    from ibci.runs import records
 
     ids = set()
     for c in verdict.cells(SPEC, seeds=2, epochs=1):

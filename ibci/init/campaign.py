@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UserError
-from .inits import base_std, sample_base
+from ..errors import UserError
+from ..vocab import CAMPAIGN_INITS, SCOPES
+from .bases import base_std, check_pool, pool_size, sample_base
 
-VARIANTS = ("ibci", "tie", "iim")
-SCOPES = ("global", "per_class")
 
 # A residual shorter than this fraction of its candidate lies in the span of the
 # elected neurons up to rounding; normalizing it would only amplify rounding.
@@ -48,8 +47,8 @@ def tie_weights(variant: str, n_layers: int, explicit: list[float] | None = None
     (torch.linspace(0, 1, n_layers), so a one-layer network gets [0.0]);
     "tie": all 1; "iim": all 0. A list `explicit` overrides any variant.
     """
-    if variant not in VARIANTS:
-        raise UserError(f"init.name={variant!r} is not one of {', '.join(VARIANTS)}")
+    if variant not in CAMPAIGN_INITS:
+        raise UserError(f"init.name={variant!r} is not one of {', '.join(CAMPAIGN_INITS)}")
     if n_layers < 1:
         raise UserError(f"a network needs at least one layer, got n_layers={n_layers!r}")
     if explicit is not None:
@@ -74,7 +73,7 @@ def _check_tie_weights(weights: list[float], n_layers: int) -> None:
         raise UserError(f"init.tie_weights={shown} has {bad[0]} outside [0, 1]")
 
 
-def _class_moments(R: Tensor, y: Tensor, num_classes: int) -> dict:
+def class_moments(R: Tensor, y: Tensor, num_classes: int) -> dict:
     """Per-class statistics of the responses R [N, K] from one pass of segment sums.
 
     The class sums are of R minus a pilot mean `shift` of each column, so that
@@ -136,7 +135,7 @@ def tie_score(R: Tensor, y: Tensor, num_classes: int) -> Tensor:
     variance (ddof=0). Each term is divided by its L2 norm over the pool first
     (the two live on different scales), then TIE = inter_n - intra_n.
     """
-    return _tie_from_stats(_class_moments(R, y, num_classes))
+    return _tie_from_stats(class_moments(R, y, num_classes))
 
 
 def pool_scores(R: Tensor, y: Tensor, num_classes: int, tie_weight: float) -> dict:
@@ -155,7 +154,7 @@ def pool_scores(R: Tensor, y: Tensor, num_classes: int, tie_weight: float) -> di
     Returns float64 tensors iim [K], tie [K], score [K], class_means [C, K]
     (NaN rows for classes absent from y) and owner [K] (long).
     """
-    stats = _class_moments(R, y, num_classes)
+    stats = class_moments(R, y, num_classes)
     iim = stats["total_var"]
     tie = _tie_from_stats(stats)
     combined = tie_weight * _unit(tie) + (1.0 - tie_weight) * _unit(iim)
@@ -375,12 +374,8 @@ def elect_from_scores(
     return candidates[:, picked].contiguous(), info
 
 
-def pool_size(n_out: int, pool_factor: float, max_pool: int) -> int:
-    """K = min(pool_factor * n_out, max_pool) candidates for a layer of n_out neurons."""
-    return int(min(math.floor(pool_factor * n_out), max_pool))
-
-
-def _validate(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope, num_classes):
+def check_inputs(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope, num_classes) -> None:
+    """Raise UserError for campaign inputs it cannot honour (both readings check theirs here)."""
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise UserError(f"sizes={list(sizes)} must list at least two positive widths")
     if scope not in SCOPES:
@@ -388,13 +383,7 @@ def _validate(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope,
     _check_tie_weights(list(tie_weights), len(sizes) - 1)
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         base_std(base, fan_in, fan_out, std)
-        K = pool_size(fan_out, pool_factor, max_pool)
-        if K < fan_out:
-            raise UserError(
-                f"init.pool_factor={pool_factor} and init.max_pool={max_pool} give a pool of {K} "
-                f"candidates for a layer of {fan_out} neurons; need pool_factor >= 1 and "
-                f"max_pool >= {fan_out}"
-            )
+        check_pool(fan_out, pool_factor, max_pool)
     if x.dim() != 2 or x.shape[1] != sizes[0]:
         raise UserError(f"x has shape {list(x.shape)} but the network takes [N, {sizes[0]}]")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
@@ -434,7 +423,7 @@ def ibci_init(
     info["pools"][l] the pool tensors of layer l (iim, tie, score, owner,
     picked), to be dropped before writing.
     """
-    _validate(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope, num_classes)
+    check_inputs(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, scope, num_classes)
     y = y.long()
 
     def elect_layer(l: int, H: Tensor, fan_in: int, fan_out: int, hidden: bool):

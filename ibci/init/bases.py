@@ -1,9 +1,9 @@
-"""Base initializations (Xavier, He, plain normal, the authors' scale) and the LSUV wrapper.
+"""Base initializations: Xavier, He, plain normal and the authors' scale.
 
 Weights are stored one column per neuron ([fan_in, fan_out]); a base
 distribution draws every entry i.i.d. from N(0, std^2) with std from the layer's
-fan-in and fan-out. The neuron campaign (`ibci.campaign`) draws its candidate
-pools from the same `sample_base`.
+fan-in and fan-out. The neuron campaign (`ibci.init.campaign`) draws its candidate
+pools from the same `sample_base`, `pool_size` of them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import math
 import torch
 from torch import Tensor
 
-from .errors import UserError
-from .models import StackedMLP
+from ..errors import UserError
+from ..nets.mlp import StackedMLP
+from ..vocab import BASES, UNIFORM_BIAS
 
-BASES = ("xavier", "he", "normal", "authors")
-# base.bias: a constant, or this word for nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-UNIFORM_BIAS = "uniform"
+# The authors' code's pool defaults (--candidate_weights 5, --max_num_candidate 1000): its draw's scale.
+AUTHORS_POOL_FACTOR = 5
+AUTHORS_MAX_POOL = 1000
 
 
 def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
@@ -28,7 +29,7 @@ def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> 
     he: sqrt(2 / fan_in) (He et al., fan-in mode, for ReLU);
     normal: the given `std` (used to show vanishing / exploding signals);
     authors: sqrt(2 / K), K = min(5 * fan_out, 1000), the std the authors'
-    code draws IBCI's candidates at (the scale-only control, `ibci.authors`).
+    code draws IBCI's candidates at (the scale-only control, `ibci.init.authors`).
     """
     if base == "xavier":
         return math.sqrt(2.0 / (fan_in + fan_out))
@@ -39,10 +40,34 @@ def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> 
             raise UserError(f"base=normal needs a positive base.std, got {std!r}")
         return float(std)
     if base == "authors":
-        from .authors import scale_only_std  # deferred: ibci.authors builds on the campaign, which imports this module
-
         return scale_only_std(fan_out)
     raise UserError(f"base={base!r} is not one of {', '.join(BASES)}")
+
+
+def pool_size(n_out: int, pool_factor: float, max_pool: int) -> int:
+    """K = min(pool_factor * n_out, max_pool) candidates for a layer of n_out neurons."""
+    return int(min(math.floor(pool_factor * n_out), max_pool))
+
+
+def check_pool(n_out: int, pool_factor: float, max_pool: int) -> None:
+    """Raise UserError when a layer of n_out neurons would draw fewer candidates than it elects."""
+    K = pool_size(n_out, pool_factor, max_pool)
+    if K < n_out:
+        raise UserError(
+            f"init.pool_factor={pool_factor} and init.max_pool={max_pool} give a pool of {K} "
+            f"candidates for a layer of {n_out} neurons; need pool_factor >= 1 and "
+            f"max_pool >= {n_out}"
+        )
+
+
+def candidate_std(num_candidates: int) -> float:
+    """std of the authors' draw: kaiming_normal_ on a [fan_in, K] pool takes fan_in = K."""
+    return math.sqrt(2.0 / num_candidates)
+
+
+def scale_only_std(fan_out: int) -> float:
+    """The std the authors' campaign draws a layer of `fan_out` neurons at (its default pool)."""
+    return candidate_std(pool_size(fan_out, AUTHORS_POOL_FACTOR, AUTHORS_MAX_POOL))
 
 
 def sample_base(
@@ -108,52 +133,3 @@ def init_base(
         draw = lambda i, o, g: sample_base(base, i, o, o, g, std)  # noqa: E731
     weights = [torch.stack([draw(i, o, g) for g in generators]) for i, o in zip(sizes[:-1], sizes[1:])]
     return StackedMLP(weights, draw_biases(list(zip(sizes[:-1], sizes[1:])), generators, bias))
-
-
-def lsuv(
-    model: StackedMLP, x: Tensor, tol: float = 0.02, max_iter: int = 10, output_layer: bool = True
-) -> list[list[int]]:
-    """Layer-sequential unit-variance scaling (Mishkin & Matas, 2016), in place.
-
-    Layer by layer in forward order, every layer including the output layer
-    (unless `output_layer` is False: it then keeps its draw), rescale each model's weights (not its biases) until the variance of the
-    layer's pre-activation output over the batch `x` is within `tol` of 1, or
-    `max_iter` rescalings were made. With nonzero biases one rescaling is not
-    exact, which is why it iterates. Returns the number of rescalings per layer
-    per model.
-    """
-    if not 0 < tol:
-        raise UserError(f"lsuv tol must be positive, got {tol!r}")
-    S = model.num_models
-    iterations = []
-    h = x.expand(S, *x.shape) if x.dim() == 2 else x
-    for l in range(model.num_layers if output_layer else model.num_layers - 1):
-        W, b = model.weights[l], model.biases[l]
-        z, counts = unit_variance_(W, lambda: torch.baddbmm(b.unsqueeze(1), h, W), tol, max_iter)
-        h = z.relu_() if l < model.num_layers - 1 else z
-        iterations.append(counts.tolist())
-    return iterations
-
-
-def unit_variance_(W: Tensor, output, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
-    """LSUV's step for one layer of a stack of S models, in place.
-
-    W [S, ...]: the layer's weights, rescaled per model; `output()` returns
-    the layer's pre-activation output [S, ...] with the current W (any shape
-    after S: a linear layer's [S, batch, units], a convolution's feature maps),
-    whose variance over everything but S is driven to within `tol` of 1 in
-    at most `max_iter` rescalings. Returns (the final output, rescalings [S]).
-    """
-    S = W.shape[0]
-    counts = torch.zeros(S, dtype=torch.long)
-    for _ in range(max_iter):
-        z = output()
-        var = z.var(dim=tuple(range(1, z.dim())))
-        todo = (var - 1).abs() >= tol
-        if not todo.any():
-            break
-        # A dead layer (variance 0) cannot be rescaled to unit variance; leave it.
-        scale = torch.where(todo & (var > 0), var.clamp_min(1e-30).rsqrt(), torch.ones_like(var))
-        W.mul_(scale.view(S, *(1,) * (W.dim() - 1)))
-        counts += todo.long()
-    return output(), counts

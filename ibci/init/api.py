@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .errors import UserError
-from .initialize import init_stack
+from ..errors import UserError
+from ..vocab import INITS
+from .stack import init_stack
 
-METHODS = ("vanilla", "lsuv", "ibci", "tie", "iim")
 
 # The defaults of configs/base/*.yaml and configs/init/*.yaml, for calls without Hydra.
 BASE_DEFAULTS = dict(bias=0.0, std=None)
@@ -51,8 +51,8 @@ def configs(method: str = "ibci", base: str = "xavier", **options) -> tuple[dict
     What `init_` and `initialize.init_stack` take: the suite's defaults with
     `options` (see `init_`) in their place; an unknown option is an error.
     """
-    if method not in METHODS:
-        raise UserError(f"method={method!r} is not one of: {', '.join(METHODS)}")
+    if method not in INITS:
+        raise UserError(f"method={method!r} is not one of: {', '.join(INITS)}")
     defaults = INIT_DEFAULTS["campaign" if method in ("ibci", "tie", "iim") else method]
     base_keys = set(BASE_DEFAULTS)
     unknown = set(options) - base_keys - set(defaults)

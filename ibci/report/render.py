@@ -18,8 +18,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..vocab import train_images
 from . import stats
-from .grids import experiment_grid
+from ..experiments import experiment_grid
 from .tables import cell_key, key_columns
 
 # How the paper writes the names of bases and inits.
@@ -54,11 +55,6 @@ EPOCH_WORDS = {"min": "best epoch", "heldout": "selected epoch"}
 
 PAPER_SOURCE = "Mao et al. (CIKM 2021)"
 
-# MNIST's training images and the part the heldout protocol keeps back, as ibci.validate has them
-# (TRAIN_SIZE, HELDOUT_SIZE; not imported from there: validate pulls in the training side, campaign and data,
-# which words need none of; tests/test_tables.py checks that the two agree).
-TRAIN_IMAGES = 60000
-HELDOUT_IMAGES = 10000
 
 
 def display(value) -> str:
@@ -83,7 +79,7 @@ def budget_words(budget: dict | None, protocol: str | None = None, *, times: str
         return "budget unknown (no finished cells)"
     images = budget.get("train_limit")
     if images is None:
-        images = TRAIN_IMAGES - (HELDOUT_IMAGES if protocol == "heldout" else 0)
+        images = train_images("mnist", protocol or "min")  # MNIST and Fashion-MNIST have the same sizes
     text = f"{_count(budget['seeds'], 'seed')} {times} {_count(budget['epochs'], 'epoch')}, "
     text += _count(images, "training image")
     if detail and "batch_size" in budget and "lr" in budget:

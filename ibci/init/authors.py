@@ -1,6 +1,6 @@
 """IBCI as the authors' released code does it (`init.reading=authors`).
 
-The paper's Algorithm 1 is implemented in `ibci.campaign` (`init.reading=paper`).
+The paper's Algorithm 1 is implemented in `ibci.init.campaign` (`init.reading=paper`).
 The authors' public code (HaitaoMao/Neuron-Campaign-for-Initialization-Guided-
 by-Information-Bottleneck-Theory, `src/Initiailization.py` and `src/main.py`)
 differs from it in ways that can matter; this module follows the code, each
@@ -40,25 +40,16 @@ import math
 import torch
 from torch import Tensor
 
-from .campaign import _class_moments, _validate, class_quotas, layer_by_layer, pool_size
+from .bases import AUTHORS_MAX_POOL, AUTHORS_POOL_FACTOR, candidate_std, pool_size
+from .campaign import check_inputs, class_moments, class_quotas, layer_by_layer
 
 # The code scores candidates with this bias whatever the model's bias is.
 SCORING_BIAS = 0.01
 # torch_scatter's scatter_std divides the squared deviations by (count - 1) + 1e-6.
 _SCATTER_STD_EPS = 1e-6
-# The code's defaults: --candidate_weights 5, --max_num_candidate 1000.
-POOL_FACTOR = 5
-MAX_POOL = 1000
-
-
-def candidate_std(num_candidates: int) -> float:
-    """std of the code's draw: kaiming_normal_ on [fan_in, K] takes fan_in = K."""
-    return math.sqrt(2.0 / num_candidates)
-
-
-def scale_only_std(fan_out: int) -> float:
-    """The std the code's campaign draws a layer of `fan_out` neurons at (its default pool)."""
-    return candidate_std(pool_size(fan_out, POOL_FACTOR, MAX_POOL))
+# The code's defaults: --candidate_weights 5, --max_num_candidate 1000 (ibci.init.bases holds them: they set its scale).
+POOL_FACTOR = AUTHORS_POOL_FACTOR
+MAX_POOL = AUTHORS_MAX_POOL
 
 
 def _l2_normalized(v: Tensor) -> Tensor:
@@ -74,7 +65,7 @@ def scores(R: Tensor, y: Tensor, num_classes: int, alpha: float) -> dict:
     tie [K], score [K], class_means [C, K] and owner [K] (argmax of the class
     means, the first class on ties).
     """
-    stats = _class_moments(R, y, num_classes)
+    stats = class_moments(R, y, num_classes)
     n = stats["counts"].unsqueeze(1)
     N = R.shape[0]
     means = (stats["means"] + stats["shift"]).nan_to_num(nan=0.0)
@@ -135,7 +126,7 @@ def ibci_init(
     elected) to the paper reading's fields.
     """
     # The base plays no part here; "he" only satisfies the shared checks.
-    _validate(sizes, x, y, "he", tie_weights, None, pool_factor, max_pool, "per_class", num_classes)
+    check_inputs(sizes, x, y, "he", tie_weights, None, pool_factor, max_pool, "per_class", num_classes)
     y = y.long()
 
     def elect_layer(l: int, H: Tensor, fan_in: int, fan_out: int, hidden: bool):

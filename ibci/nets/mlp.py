@@ -9,26 +9,38 @@ model still has its own parameters, data order and SGD state.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+import yaml
 from torch import Tensor
 
-from .errors import UserError
+from .. import ROOT
+from ..errors import UserError
 
-# Hidden sizes of the paper's three networks (784 inputs, 10 outputs).
-HIDDEN_SIZES = {2: [100], 3: [256, 100], 5: [32, 32, 32, 32]}
 N_INPUTS = 784
 N_CLASSES = 10
-# The CNN of `net=cnn` (ibci.conv): filters of its two conv layers, then its hidden linear width.
-CNN_WIDTHS = [20, 50, 500]
+
+
+@functools.cache
+def paper_networks() -> dict[int, list[int]]:
+    """Hidden widths of the paper's networks by depth, as configs/config.yaml's `networks` has them."""
+    return {int(k): list(v) for k, v in yaml.safe_load((ROOT / "configs" / "config.yaml").read_text())["networks"].items()}
+
+
+@functools.cache
+def cnn_widths() -> list[int]:
+    """The CNN's default widths (conv1 filters, conv2 filters, hidden units), as configs/net/cnn.yaml has them."""
+    return list(yaml.safe_load((ROOT / "configs" / "net" / "cnn.yaml").read_text())["hidden"])
 
 
 def layer_sizes(depth: int, n_in: int = N_INPUTS, n_out: int = N_CLASSES) -> list[int]:
     """Widths of every layer, input first: depth 2 -> [784, 100, 10]."""
-    if depth not in HIDDEN_SIZES:
-        raise UserError(f"depth={depth!r} is not one of the paper's depths {sorted(HIDDEN_SIZES)}")
-    return [n_in, *HIDDEN_SIZES[depth], n_out]
+    networks = paper_networks()
+    if depth not in networks:
+        raise UserError(f"depth={depth!r} is not one of the paper's depths {sorted(networks)}")
+    return [n_in, *networks[depth], n_out]
 
 
 def hidden_widths(cfg: dict) -> list[int]:
@@ -50,7 +62,7 @@ def network_name(cfg: dict) -> str:
     """
     if is_cnn(cfg):
         widths = hidden_widths(cfg)
-        return "cnn" if widths == CNN_WIDTHS else "cnn" + "x".join(map(str, widths))
+        return "cnn" if widths == cnn_widths() else "cnn" + "x".join(map(str, widths))
     hidden = cfg.get("hidden")
     return f"d{cfg['depth']}" if hidden is None else "h" + "x".join(map(str, hidden))
 

@@ -8,11 +8,12 @@ import torch
 from torch import Tensor
 
 from . import authors, campaign
-from .inits import init_base, lsuv
-from .models import N_CLASSES, StackedMLP, hidden_widths
+from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths
+from .bases import init_base
+from .lsuv import lsuv
 
 
-def _subsample(x: Tensor, y: Tensor, n: int | None, g: torch.Generator) -> tuple[Tensor, Tensor]:
+def subsample(x: Tensor, y: Tensor, n: int | None, g: torch.Generator) -> tuple[Tensor, Tensor]:
     """A random subset of n samples drawn with the model's own generator (all of them if n is None)."""
     if n is None or n >= x.shape[0]:
         return x, y
@@ -38,13 +39,13 @@ def initialize(cfg: dict, x: Tensor, y: Tensor, generators: list[torch.Generator
 def base_or_lsuv(draw, rescale, sizes: list[int], base: dict, init: dict, x: Tensor, y: Tensor,
                  generators: list[torch.Generator]):
     """Vanilla (the base draw) or LSUV on it, for any network: `draw` and `rescale` are the network's
-    `init_base` and `lsuv` (ibci.inits for an MLP, ibci.conv for a CNN). Returns the stack and its info."""
+    `init_base` and `lsuv` (ibci.init.bases and ibci.init.lsuv for an MLP, ibci.init.conv for a CNN). Returns the stack and its info."""
     orthonormal = init["name"] == "lsuv" and init["orthonormal"]
     model = draw(sizes, generators, base["name"], base["bias"], base["std"], orthonormal)
     info = {}
     if init["name"] == "lsuv":
         # Each model sees its own random batch, as LSUV on a separately trained net would.
-        batch = torch.stack([_subsample(x, y, init["num_samples"], g)[0] for g in generators])
+        batch = torch.stack([subsample(x, y, init["num_samples"], g)[0] for g in generators])
         info["iterations"] = rescale(model, batch, init["tol"], init["max_iter"], init["output_layer"])
     return model, info
 
@@ -66,7 +67,7 @@ def init_stack(
         info = {"tie_weights": tie_weights}
         weights, biases, seeds_info = [], [], []
         for g in generators:
-            xs, ys = _subsample(x, y, init["num_samples"], g)
+            xs, ys = subsample(x, y, init["num_samples"], g)
             if init["reading"] == "authors":
                 w, b, seed_info = authors.ibci_init(
                     sizes, xs, ys, tie_weights, g, bias=base["bias"],

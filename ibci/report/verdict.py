@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import records, stats
-from .errors import UserError
+from ..errors import UserError
+from ..runs import records
+from . import stats
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MISSING = "missing"  # a side of the test has no finished seeds yet

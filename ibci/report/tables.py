@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .errors import UserError
-from .grids import experiment_grid
-from .records import FAILED_ERROR, seed_status
+from ..errors import UserError
+from ..experiments import experiment_grid
+from ..runs.records import FAILED_ERROR, seed_status
 
 STAT_COLUMNS = [
     "protocol", "n", "n_expected", "n_diverged", "n_failed",

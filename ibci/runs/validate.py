@@ -10,20 +10,12 @@ import math
 
 import torch
 
-from . import campaign
-from .data import DATA_SETS
-from .errors import UserError
-from .inits import BASES, UNIFORM_BIAS
-from .models import N_CLASSES, hidden_widths
-
-INITS = ("vanilla", "lsuv", "ibci", "tie", "iim")
-CAMPAIGN_INITS = ("ibci", "tie", "iim")
-READINGS = ("paper", "authors")
-REGS = ("none", "nsr")
-PROTOCOLS = ("min", "heldout")
-DATASETS = tuple(sorted(DATA_SETS))
-TRAIN_SIZE = 60000
-HELDOUT_SIZE = 10000
+from ..errors import UserError
+from ..init import campaign
+from ..init.bases import check_pool
+from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
+from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, INITS, PROTOCOLS, READINGS, REGS, SCOPES, UNIFORM_BIAS,
+                     train_images)
 
 
 def _positive_int(name: str, value) -> int:
@@ -49,13 +41,12 @@ def _one_of(name: str, value, allowed) -> None:
 
 def available_images(cfg: dict) -> int:
     """Training images the protocol leaves for training (heldout keeps 10k back for validation)."""
-    return TRAIN_SIZE - (HELDOUT_SIZE if cfg["protocol"] == "heldout" else 0)
+    return train_images(cfg["data"]["name"], cfg["protocol"])
 
 
 def train_size(cfg: dict) -> int:
     """How many images the cell trains on."""
-    limit = cfg["data"]["train_limit"]
-    return available_images(cfg) if limit is None else limit
+    return train_images(cfg["data"]["name"], cfg["protocol"], cfg["data"]["train_limit"])
 
 
 def validate(cfg: dict, here: bool = True) -> None:
@@ -73,7 +64,7 @@ def validate(cfg: dict, here: bool = True) -> None:
 def _validate(cfg: dict, here: bool) -> None:
     _one_of("base", cfg["base"]["name"], BASES)
     _one_of("init", cfg["init"]["name"], INITS)
-    _one_of("data", cfg["data"]["name"], DATASETS)
+    _one_of("data", cfg["data"]["name"], tuple(sorted(DATA)))
     _one_of("protocol", cfg["protocol"], PROTOCOLS)
     if cfg["depth"] not in cfg["networks"]:
         raise UserError(f"depth={cfg['depth']!r} is not one of: {', '.join(map(str, cfg['networks']))}")
@@ -123,9 +114,10 @@ def _validate(cfg: dict, here: bool) -> None:
         _positive_int("init.max_pool", init["max_pool"])
         if init["num_samples"] is not None:
             _positive_int("init.num_samples", init["num_samples"])
-        _one_of("init.orthogonal_scope", init["orthogonal_scope"], ("global", "per_class"))
+        _one_of("init.orthogonal_scope", init["orthogonal_scope"], SCOPES)
         _one_of("init.reading", init["reading"], READINGS)
         _check_campaign_layers(init, widths)
+    check_cnn(cfg)
 
 
 def _check_reg(reg: dict, n_layers: int) -> None:
@@ -153,8 +145,27 @@ def _check_campaign_layers(init: dict, widths: list[int]) -> None:
                             f"one per layer")
         campaign.tie_weights(init["name"], len(widths), weights)  # length and range, in the campaign's words
     for width in widths:
-        pool = campaign.pool_size(width, init["pool_factor"], init["max_pool"])
-        if pool < width:
-            raise UserError(f"init.pool_factor={init['pool_factor']} and init.max_pool={init['max_pool']} give a "
-                            f"pool of {pool} candidates for a layer of {width} neurons; need pool_factor >= 1 "
-                            f"and max_pool >= {max(widths)}")
+        check_pool(width, init["pool_factor"], init["max_pool"])
+
+
+def check_cnn(cfg: dict) -> None:
+    """Raise UserError for a setting `net=cnn` cannot honour (nothing to check for an MLP)."""
+    if not is_cnn(cfg):
+        return
+    widths = hidden_widths(cfg)
+    if len(widths) != 3:
+        raise UserError(f"hidden={widths!r} must hold 3 widths for net=cnn: conv1 filters, conv2 filters, "
+                        "hidden units")
+    reg = cfg.get("reg", {}).get("name", "none")
+    if reg != "none":
+        raise UserError(f"reg={reg} is implemented for MLPs only; net=cnn trains with reg=none")
+    if cfg["base"]["name"] == "authors":
+        raise UserError("base=authors is the std of the authors' MLP campaign; net=cnn takes xavier, he or normal")
+    init = cfg["init"]
+    if init["name"] in CAMPAIGN_INITS:
+        if init.get("reading", "paper") != "paper":
+            raise UserError(f"init.reading={init['reading']} is for MLPs (the authors' code has no conv layers); "
+                            "net=cnn takes init.reading=paper")
+        pool = init.get("conv_pool", "mean")
+        if pool not in CONV_POOLS:
+            raise UserError(f"init.conv_pool={pool!r} is not one of: {', '.join(CONV_POOLS)}")

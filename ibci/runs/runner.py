@@ -3,7 +3,7 @@
 `run_cells` takes resolved configs, skips cells that are done, and trains the
 rest. Cells that differ only in their init (same depth, data, budget and
 seeds) can be trained as one stack: their models with the same seed share
-batches, so their first layers run as one wide GEMM (see `ibci.engine`).
+batches, so their first layers run as one wide GEMM (see `ibci.train.mlp`).
 Records stay per cell and are identical in form either way.
 
 What is bitwise reproducible: the same cells trained in the same stack with
@@ -36,12 +36,20 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import ROOT, __version__, conv, engine, records, seeding
-from .data import load_data, split_heldout
-from .errors import UserError
-from .initialize import initialize
-from .models import StackedMLP, hidden_widths, is_cnn, network_name
-from .validate import HELDOUT_SIZE, validate
+from .. import ROOT, __version__, seeding
+from ..data import load_data, split_heldout
+from ..errors import UserError
+from ..files import atomic_write, write_json
+from ..init import conv as conv_init
+from ..init.stack import initialize
+from ..nets.cnn import StackedCNN
+from ..nets.mlp import StackedMLP, hidden_widths, is_cnn, network_name
+from ..train import cnn as cnn_engine
+from ..train import mlp as engine
+from ..train.history import History
+from . import records
+from ..vocab import HELDOUT_SIZE
+from .validate import validate
 
 _DATA_CACHE: dict = {}
 
@@ -100,11 +108,13 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
     finished, todo = [], {}
     for cfg in cfgs:
         validate(cfg)  # every cell is checked before any is trained
-        conv.check(cfg)
     for cfg in cfgs:
         run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
         rec = records.read_record(run_dir)
         if rec is not None:
+            if records.legacy(rec) and "overrides" in cfg:
+                rec = add_call(rec, cfg)  # this cell's config is the record's: the call that made it now is its own
+                write_json(run_dir / "record.json", rec)
             finished.append(rec)
             continue
         if records.is_done(run_dir):
@@ -124,11 +134,21 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
     return finished, groups
 
 
+def settings_of(cfg: dict) -> dict:
+    """A run config without the call that made it (`choices`, `overrides`: the record keeps those)."""
+    return {k: v for k, v in cfg.items() if k not in ("choices", "overrides")}
+
+
+def add_call(rec: dict, cfg: dict) -> dict:
+    """A record with the call of `cfg` (which composed to its cell), for a record written before records kept it."""
+    return {**rec, "choices": cfg["choices"], "overrides": cfg["overrides"]}
+
+
 def _prepare(cfg: dict) -> Path:
     run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
     try:
         records.prepare_run_dir(run_dir)
-        records.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        atomic_write(run_dir / "config.yaml", yaml.safe_dump(settings_of(cfg), sort_keys=False))
     except OSError as e:
         raise UserError(f"results_dir={cfg['results_dir']!r} is not writable ({e.strerror or e})") from None
     return run_dir
@@ -155,8 +175,8 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     x, y = splits["train"]
     seeds = list(range(first["seed_offset"], first["seed_offset"] + first["seeds"]))
     models, infos = [], []
-    # net=cnn: ibci.conv's network, inits and training; the rest is as for an MLP.
-    init, Stack, fit = (conv.initialize, conv.StackedCNN, conv.train) if is_cnn(first) else (
+    # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP.
+    init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
     for cfg in cells:
         model, info = init(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
@@ -171,7 +191,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
                position=position)
     S_cell = first["seeds"]
 
-    def on_epoch(epoch: int, hist: engine.History) -> None:
+    def on_epoch(epoch: int, hist: History) -> None:
         if epoch:
             bar.update(1)
             # Each cell's mean over its own seeds; a stack's cells are never averaged together.
@@ -208,7 +228,9 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
             "stacked_cells": len(cells),
             "stack": stack,  # the cells trained together, in stack order (a resume rebuilds it)
             "wall_time_s": (time.perf_counter() - started) / len(cells),
-            "config": cfg,
+            "choices": cfg.get("choices"),  # the call that made the cell: how tables find it (ibci.runs.calls)
+            "overrides": cfg.get("overrides", []),
+            "config": settings_of(cfg),
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "numpy": np.__version__, "ibci": __version__},
             "git_commit": git_commit(),
@@ -217,8 +239,8 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         extra = {f"{k}_intra_var": v[:, part] for k, v in hist.intra_var.items()}
-        records.atomic_write_text(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors, extra))
-        records.write_json(run_dir / "record.json", rec)
+        atomic_write(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors, extra))
+        write_json(run_dir / "record.json", rec)
         records.mark_done(run_dir)
         log(finished_line(rec, cfg.get("failed_error", records.FAILED_ERROR)))
         out.append(rec)

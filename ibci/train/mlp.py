@@ -16,61 +16,15 @@ things make it fast on a CPU:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .models import StackedMLP
-from .seeding import generator
-
-
-@dataclass
-class History:
-    """Per-epoch curves of a stack; row 0 is the init alone (before any step)."""
-
-    train_loss: Tensor  # [epochs + 1, S]; row 0 is NaN; the NSR penalty included when it is on
-    errors: dict[str, Tensor]  # split name -> [epochs + 1, S], percent; NaN after divergence
-    diverged_epoch: list[int | None] = field(default_factory=list)
-    intra_var: dict[str, Tensor] = field(default_factory=dict)  # split -> [epochs + 1, S]: output intra-class variance
-
-
-def new_history(num_models: int, epochs: int, eval_sets: dict) -> History:
-    """An empty History of `num_models` models over `epochs` epochs: NaN until an epoch is recorded."""
-    def nan() -> Tensor:
-        return torch.full((epochs + 1, num_models), math.nan)
-
-    return History(train_loss=nan(), errors={k: nan() for k in eval_sets}, diverged_epoch=[None] * num_models,
-                   intra_var={k: nan() for k in eval_sets})
-
-
-def record_epoch(hist: History, epoch: int, stats: Callable, eval_sets: dict, active: Tensor,
-                 losses: Tensor | None = None) -> None:
-    """Write an epoch's mean train loss and each split's (error, intra-class variance) = stats(x, y);
-    a frozen (diverged) model's entries stay NaN. Shared by the MLP and CNN engines."""
-    alive = (active > 0).cpu()
-    nan_row = torch.full(alive.shape, math.nan)
-    if losses is not None:
-        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
-    for k, (x, y) in eval_sets.items():
-        err, var = stats(x, y)
-        hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
-        hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
-
-
-def freeze_diverged(hist: History, epoch: int, finite: Tensor, active: Tensor, params: list[Tensor]) -> Tensor:
-    """The models still training whose loss or parameters stopped being finite (`finite` [S] False):
-    record `epoch` as their divergence, zero their slices of `params` and mark them inactive, in place.
-    Returns that mask [S]. Shared by the MLP and CNN engines."""
-    newly = (~finite) & (active > 0)
-    if newly.any():
-        for s in newly.nonzero().flatten().tolist():
-            hist.diverged_epoch[s] = epoch
-        for p in params:
-            p[newly] = 0.0
-        active[newly] = 0.0
-    return newly
+from ..nets.mlp import StackedMLP
+from ..seeding import generator
+from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+from .nsr import Steadiness
 
 
 def logits_shared(model: StackedMLP, x: Tensor, chunk: int = 5000) -> Tensor:
@@ -96,90 +50,11 @@ def error_rate(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     return output_stats(model, x, y)[0]
 
 
-def intra_class_variance(logits: Tensor, y: Tensor) -> Tensor:
-    """Per model [S]: the within-class variance (ddof=0) of each output unit, averaged over units and classes.
-
-    logits [S, N, C]; the classes absent from y count for nothing. What NSR
-    penalizes, measured on a fixed data set.
-    """
-    onehot = torch.nn.functional.one_hot(y, logits.shape[-1]).to(logits.dtype)  # [N, C]
-    n = onehot.sum(0)
-    present = n > 0
-    mean = torch.einsum("nc,snk->sck", onehot, logits) / n.clamp_min(1).view(1, -1, 1)
-    sq = torch.einsum("nc,snk->sck", onehot, logits.square()) / n.clamp_min(1).view(1, -1, 1)
-    var = (sq - mean.square()).clamp_min(0)[:, present]
-    return var.mean((1, 2))
-
-
 def output_stats(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """(error in percent [S], intra_class_variance [S]) of each model on (x, y), from one forward pass."""
     logits = logits_shared(model, x)
     wrong = logits.argmax(-1) != y
     return wrong.float().mean(1) * 100, intra_class_variance(logits.double(), y).float()
-
-
-# A hidden response at or below this is "not firing": NSR's class means count only firing
-# responses and its penalty skips the others (as the official code does).
-NSR_FIRING = 1e-5
-
-
-@dataclass
-class Steadiness:
-    """Neuron Steadiness Regularization (Fu, Du, Mao et al., NeurIPS 2022) for a packed stack.
-
-    loss = cross-entropy + sum over the penalized layers of lam * mean (h - m[y])^2,
-    h a layer's response (the output layer's logits; a hidden layer's ReLU
-    output, its mean taken over firing responses only) and m[c] its class-c
-    mean over a queue of the last `queue` batches, the current one included,
-    held fixed (no gradient). Every model keeps its own queue: per layer, the
-    class sums and counts of each batch in a ring of `queue` slots.
-    """
-
-    lams: dict[int, float]  # overall layer index (0 = first) -> lambda
-    queue: int = 5
-    sums: dict[int, Tensor] = field(default_factory=dict)  # layer -> [queue, models, classes, units]
-    counts: dict[int, Tensor] = field(default_factory=dict)
-    slot: int = 0
-
-    @staticmethod
-    def for_layers(lams: list[float], num_layers: int, queue: int = 5) -> "Steadiness":
-        """lams[0] for the output layer, lams[1] for the one before it, and so on."""
-        if not 1 <= len(lams) <= num_layers:
-            raise ValueError(f"{len(lams)} NSR weights for a network of {num_layers} layers")
-        return Steadiness({num_layers - 1 - k: float(lam) for k, lam in enumerate(lams)}, int(queue))
-
-    def penalty_grad(self, layer: int, h: Tensor, onehot: Tensor, output: bool) -> tuple[Tensor, Tensor]:
-        """(the penalty's gradient w.r.t. h [models, B, units], the penalty [models]) for one step.
-
-        Pushes this batch's class sums into the queue first: the means the
-        penalty pulls towards include the current batch, as detached numbers.
-        """
-        n_models, B, units = h.shape
-        C = onehot.shape[2]
-        if layer not in self.sums:
-            self.sums[layer] = h.new_zeros(self.queue, n_models, C, units)
-            self.counts[layer] = h.new_zeros(self.queue, n_models, C, units)
-        on_t = onehot.transpose(1, 2)
-        firing = None if output else (h > NSR_FIRING).to(h.dtype)
-        self.sums[layer][self.slot] = torch.bmm(on_t, h)
-        self.counts[layer][self.slot] = onehot.sum(1).unsqueeze(-1) if output else torch.bmm(on_t, firing)
-        means = self.sums[layer].sum(0) / self.counts[layer].sum(0).clamp_min(1)
-        d = h - torch.bmm(onehot, means)  # [models, B, units]
-        lam = self.lams[layer]
-        if output:
-            return d * (2 * lam / (B * units)), lam * d.square().mean((1, 2))
-        d.mul_(firing)
-        n_firing = firing.sum((1, 2)).clamp_min(1).view(-1, 1, 1)
-        return d * (2 * lam) / n_firing, lam * (d.square().sum((1, 2), keepdim=True) / n_firing).view(-1)
-
-    def advance(self) -> None:
-        self.slot = (self.slot + 1) % self.queue
-
-    def forget(self, models: Tensor) -> None:
-        """Empty the queues of `models` (a bool mask in packed order): a diverged model's NaNs stay out."""
-        for layer in self.sums:
-            self.sums[layer][:, models] = 0.0
-            self.counts[layer][:, models] = 0.0
 
 
 class Packed:

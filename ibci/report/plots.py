@@ -20,11 +20,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .records import atomic_write
+from ..files import atomic_write
+from ..vocab import INITS
 from .render import budget_words, display
 
 # One colour per init in every figure, so IBCI is the same colour in the curves and the bars.
-INIT_ORDER = ("vanilla", "lsuv", "ibci", "tie", "iim")
+INIT_ORDER = INITS  # the order tables show them in
 STYLE = "whitegrid"
 PANEL_SIZE = (4.2, 3.2)  # inches per panel
 FIGURE_FORMATS = ("png", "pdf")  # PNG to look at, PDF for a paper
@@ -40,7 +41,7 @@ def save_figure(fig: Figure, path, formats=FIGURE_FORMATS) -> list[Path]:
     """Write `fig` as <path without suffix>.<format> for each format; returns the paths written.
 
     Each file is drawn into memory, then written atomically
-    (`records.atomic_write`): readers never see half a figure, and an
+    (`ibci.files.atomic_write`): readers never see half a figure, and an
     interrupted write leaves nothing.
     """
     path = Path(path)

@@ -1,4 +1,4 @@
-"""The one atomic write (`records.atomic_write`) and every writer that goes through it: run records, figures, data.
+"""The one atomic write (`ibci.files.atomic_write`) and every writer that goes through it: run records, figures, data.
 
 A file it writes has the mode a plain open() would give it (0o666 less the
 umask), and a write that fails leaves neither the target nor its temp file.
@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from ibci import data, plots, records
+from ibci import data, files
+from ibci.report import plots
+from ibci.runs import records
 from ibci.errors import DataError
 
 
 def write_text(path):
-    records.atomic_write_text(path, "2.03 ± 0.09\n")
+    files.atomic_write(path, "2.03 ± 0.09\n")
     return path
 
 
 def write_record(path):
-    records.write_json(path, {"cell_id": "x", "seeds": []})
+    files.write_json(path, {"cell_id": "x", "seeds": []})
     return path
 
 
@@ -61,9 +63,9 @@ def test_writers_leave_the_umasks_mode_and_no_temp_file(writer, umask_mode, tmp_
 
 
 def test_text_is_utf8_and_bytes_are_written_as_they_are(tmp_path):
-    records.atomic_write(tmp_path / "t", "2.03 ± 0.09\n")
+    files.atomic_write(tmp_path / "t", "2.03 ± 0.09\n")
     assert (tmp_path / "t").read_bytes() == "2.03 ± 0.09\n".encode()
-    records.atomic_write(tmp_path / "b", b"\x00\xff")
+    files.atomic_write(tmp_path / "b", b"\x00\xff")
     assert (tmp_path / "b").read_bytes() == b"\x00\xff"
 
 
@@ -75,7 +77,7 @@ def fail(*args, **kwargs):
 def test_a_failed_write_leaves_nothing(step, tmp_path, monkeypatch):
     monkeypatch.setattr(os, step, fail)
     with pytest.raises(OSError, match="No space left"):
-        records.atomic_write(tmp_path / "t", "text")
+        files.atomic_write(tmp_path / "t", "text")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -83,7 +85,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     (tmp_path / "t").write_text("old")
     monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError):
-        records.atomic_write(tmp_path / "t", "new")
+        files.atomic_write(tmp_path / "t", "new")
     assert [p.name for p in tmp_path.iterdir()] == ["t"] and (tmp_path / "t").read_text() == "old"
 
 
@@ -94,13 +96,13 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        records.atomic_write(tmp_path / "t", "text")
+        files.atomic_write(tmp_path / "t", "text")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_folder_is_an_error_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
-        records.atomic_write(tmp_path / "no" / "t", "text")
+        files.atomic_write(tmp_path / "no" / "t", "text")
     assert list(tmp_path.iterdir()) == []
 
 

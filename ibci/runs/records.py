@@ -19,18 +19,20 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import UserError
-from .models import network_name
+from ..errors import UserError
+from ..files import atomic_write
+from ..nets.mlp import network_name
+from . import calls
 
 SCHEMA = "ibci.record/1"
 DONE = "done"
 
-# Keys that say where or how a cell runs, or how it is read, not what it computes; they stay out of the cell id.
-# `table` is an experiment overlay's description of its table (configs/experiment/), read only by the tabulators.
-RUNTIME_KEYS = ("results_dir", "device", "threads", "progress", "hydra", "stack_cells", "failed_error", "table")
+# Keys that say where or how a cell runs, or how it is read, not what it computes; they stay out of the cell id
+# (one list, ibci.runs.calls.RUNTIME, of which these are the top-level keys and data's).
+RUNTIME_KEYS = tuple(k for k in calls.RUNTIME if "." not in k)
+RUNTIME_DATA_KEYS = tuple(k.removeprefix("data.") for k in calls.RUNTIME if k.startswith("data."))
 # A seed whose best test error stays at or above this (percent) never left chance (90% for 10 classes).
 FAILED_ERROR = 80.0
-RUNTIME_DATA_KEYS = ("root", "download")
 
 
 def _reg(cfg: dict) -> str:
@@ -86,48 +88,12 @@ def cell_id(cfg: dict) -> str:
     return f"{k['base']}-{method}-{k['net']}-{k['data']}-{k['protocol']}-s{b['seeds']}e{b['epochs']}-{digest}"
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write `data` (text as UTF-8) to `path` so that readers see the old file or the whole new one, never a part.
-
-    The temp file is beside the target, so the rename stays on one file
-    system and is atomic, and its name is unique, so concurrent writers of one
-    target never share it. It is created as open() creates any file (mode
-    0o666 less the umask), so the result has the mode a plain write would
-    give; a failed write leaves neither the target nor the temp file.
-    """
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    # "x" never truncates a file that is not ours; outside the try, as a failed open leaves nothing to remove.
-    f = open(tmp, "xb")
-    try:
-        with f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Suppressed: the folder may be gone by now, and the error to report is the first one.
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write` for text; the name the run directory's writers call."""
-    atomic_write(path, text)
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
-
-
 def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / DONE).exists()
 
 
 def mark_done(run_dir: Path) -> None:
-    atomic_write_text(Path(run_dir) / DONE, "")
+    atomic_write(Path(run_dir) / DONE, "")
 
 
 def try_lock(run_dir: Path) -> FileLock | None:
@@ -200,44 +166,10 @@ def load_records(results_dir: Path) -> list[dict]:
 BUDGET_KEYS = ("seeds", "epochs", "data.train_limit")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _settings(cfg: dict) -> dict[str, object]:
-    """A config's settings by dotted path, without those that say where or how it runs."""
-    runtime = {*RUNTIME_KEYS, *(f"data.{k}" for k in RUNTIME_DATA_KEYS)}
-    return {k: v for k, v in _flat(cfg).items() if k.partition(".")[0] not in runtime and k not in runtime}
-
-
 def cell_of(rec: dict) -> dict:
     """A record's table coordinates, with the keys added since it was written at the values its run had."""
     added = {"net": f"d{rec['cell'].get('depth')}", "reg": "none"}  # before `hidden` and `reg` existed
     return {**added, **rec["cell"]}
-
-
-def agrees(rec: dict, cfg: dict, free: tuple[str, ...] = ()) -> bool:
-    """Whether a finished run is the cell `cfg` describes.
-
-    Its table coordinates (`cell`) and budget must be the cell's; its settings
-    must equal the cell's wherever both configs have one: a setting only one
-    side has was added (or dropped) after the run was made, so a run is never
-    orphaned by a new default, only by a changed value. Settings in `free`
-    (dotted paths of BUDGET_KEYS) are not compared.
-    """
-    if any(cell_of(rec).get(k) != v for k, v in cell_keys(cfg).items()):
-        return False
-    open_budget = {k.rpartition(".")[2] for k in free}
-    if any(rec["budget"].get(k) != v for k, v in budget(cfg).items() if k not in open_budget):
-        return False
-    ran, want = _settings(rec["config"]), _settings(cfg)
-    return all(ran[k] == want[k] for k in ran.keys() & want.keys() if k not in free)
 
 
 def budget_label(budget: dict) -> str:
@@ -246,21 +178,55 @@ def budget_label(budget: dict) -> str:
     return f"s{budget['seeds']}e{budget['epochs']}" + ("" if limit is None else f"n{limit}")
 
 
-def select_runs(recs: list[dict], cfgs: list[dict], free: tuple[str, ...] = (), budget: str | None = None,
-                what: str = "the grid") -> list[dict | None]:
-    """The finished run of every cell config (None where there is none), read from records alone.
+def legacy(rec: dict) -> bool:
+    """A record written before records kept their call (`overrides`). Tables still find it, by its config
+    (`calls.expected`); a sweep over its cell, which trains nothing, adds the call (`ibci.runs.runner.plan`)."""
+    return "overrides" not in rec
 
-    `free` settings (some of BUDGET_KEYS) may take any value, so a table finds
-    its runs at whatever budget they were made; runs of several budgets are an
-    error naming them, unless `budget` (a `budget_label`) picks one. Among runs
-    of one cell, the one whose id today's config hashes to comes first.
+
+def legacy_agrees(rec: dict, cfg: dict, free: tuple[str, ...] = ()) -> bool:
+    """Whether a record written before records kept their call is the cell whose config is `cfg`.
+
+    Its table coordinates (`cell`) and budget must be the cell's, and its
+    settings the cell's wherever both have one: a setting only one side has
+    was added (or dropped) after the run was made. `cfg` is the cell's config
+    as the configs' files give it (`calls.expected`).
     """
-    found = [[r for r in recs if agrees(r, cfg, free)] for cfg in cfgs]
+    if any(cell_of(rec).get(k) != v for k, v in cell_keys(cfg).items()):
+        return False
+    open_budget = {k.rpartition(".")[2] for k in free}
+    if any(rec["budget"].get(k) != v for k, v in budget(cfg).items() if k not in open_budget):
+        return False
+    return calls.legacy_agrees(rec["config"], calls.flat(cfg), free)
+
+
+def select_runs(recs: list[dict], cells: list[list[str]], free: tuple[str, ...] = (), budget: str | None = None,
+                what: str = "the grid") -> list[dict | None]:
+    """The finished run of every cell (None where there is none), read from records alone.
+
+    A cell is its override list; a record is its run when their canonical
+    calls are equal and its config has the call's settings (`ibci.runs.calls`).
+    `free` settings (some of BUDGET_KEYS, and `profile`) may take any value,
+    so a table finds its runs at whatever budget they were made; runs of
+    several budgets are an error naming them, unless `budget` (a
+    `budget_label`) picks one. Among runs of one cell (the configs changed
+    between them), the one whose id today's configs give comes first, then the newest.
+    """
+    mine = [(r, calls.canonical(r["overrides"], free)) for r in recs if not legacy(r)]
+    old = [r for r in recs if legacy(r)]
+    found, ids = [], []
+    for cell in cells:
+        want, settings = calls.canonical(cell, free), calls.expected(cell)
+        rs = [r for r, call in mine if call == want and calls.settings_agree(want, r["config"])]
+        if old:
+            rs += [r for r in old if legacy_agrees(r, calls.unflat(settings), free)]
+        found.append(rs)
+        ids.append(cell_id(calls.unflat(settings)))
     counts: dict[str, int] = {}
     for rs in found:
         for label in {budget_label(r["budget"]) for r in rs}:
             counts[label] = counts.get(label, 0) + 1
-    named = ", ".join(f"{label} ({n} of {len(cfgs)} cells)" for label, n in sorted(counts.items()))
+    named = ", ".join(f"{label} ({n} of {len(cells)} cells)" for label, n in sorted(counts.items()))
     if budget is not None:
         if budget not in counts:
             raise UserError(f"budget={budget}: no run of {what} has it; found {named or 'none'}")
@@ -268,8 +234,9 @@ def select_runs(recs: list[dict], cfgs: list[dict], free: tuple[str, ...] = (), 
     elif free and len(counts) > 1:  # with the budget pinned, cells may differ in it by design (101 epochs)
         raise UserError(f"the runs of {what} have several budgets: {named}; pick one with budget=<label> "
                         "(or name it: profile=..., seeds=..., epochs=...)")
-    ids = [cell_id(cfg) for cfg in cfgs]
-    return [min(rs, key=lambda r: (r["cell_id"] != i, r["cell_id"]), default=None) for rs, i in zip(found, ids)]
+    # Among runs of one cell (the configs changed between them): the one today's configs name, then the newest.
+    return [max(rs, key=lambda r: (r["cell_id"] == i, r.get("finished_at") or "", r["cell_id"]), default=None)
+            for rs, i in zip(found, ids)]
 
 
 def seed_status(seed: dict, failed_error: float = FAILED_ERROR) -> str:

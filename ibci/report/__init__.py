@@ -1,0 +1,1 @@
+"""From records to reports: grids, statistics, tables, their rendering, the verdict and figures."""

@@ -1,0 +1,1 @@
+"""Running cells: config checks, run directories and records, the runner, and loading finished runs."""

@@ -1,0 +1,105 @@
+"""Training a stack of CNNs (`net=cnn`) with plain SGD, each as if trained alone.
+
+Autograd does the backward pass over the grouped convolutions of
+`ibci.nets.cnn`; the SGD recipe, the per-epoch evaluation and the divergence
+handling are the MLP engine's (`ibci.train.mlp`, `ibci.train.history`), so
+records look the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..nets.cnn import KERNEL, SIDE, StackedCNN, chunk, forward_layout, layout
+from ..seeding import generator
+from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+
+
+# Images a chunk of evaluation holds at most: the training batch's size, where the layers ran fastest.
+_EVAL_IMAGES = 100
+
+
+@torch.no_grad()
+def logits_shared(model: StackedCNN, x: Tensor) -> Tensor:
+    """Logits [S, N, C] of every model on the same images x [N, 784], in chunks of bounded memory."""
+    S, c1 = model.conv_weights[0].shape[:2]
+    step = chunk(S * c1 * (SIDE - KERNEL + 1) ** 2, _EVAL_IMAGES)
+    return torch.cat([forward_layout(model, layout(x[i : i + step], S)) for i in range(0, x.shape[0], step)], dim=1)
+
+
+def output_stats(model: StackedCNN, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(error in percent [S], output intra-class variance [S]), as `ibci.train.mlp.output_stats` gives them for an MLP."""
+    logits = logits_shared(model, x)
+    wrong = logits.argmax(-1) != y
+    return wrong.float().mean(1) * 100, intra_class_variance(logits.double(), y).float()
+
+
+def error_rate(model: StackedCNN, x: Tensor, y: Tensor) -> Tensor:
+    """Classification error in percent of each model, [S]."""
+    return output_stats(model, x, y)[0]
+
+
+# ---- training -------------------------------------------------------------------------
+
+
+def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[int], epochs: int,
+          batch_size: int, lr: float, eval_sets: dict[str, tuple[Tensor, Tensor]], on_epoch=None,
+          nsr_lams: list[float] | None = None, nsr_queue: int = 5) -> tuple[StackedCNN, History]:
+    """`ibci.train.mlp.train` for a stack of CNNs: plain SGD, each model on its own data order, the same History.
+
+    Model i shuffles with the generator of `data_seeds[i]` each epoch (equal
+    seeds, equal batches; the MLP engine's orders), the last batch of an
+    epoch is smaller when batch_size does not divide the training set, and a
+    model whose loss or parameters become NaN/inf is recorded as diverged at
+    that epoch, zeroed and frozen while the others train on.
+    """
+    if nsr_lams:
+        raise ValueError("NSR is implemented for MLPs only (ibci.train.mlp)")
+    S, n, device = model.num_models, x_train.shape[0], x_train.device
+    model = model.clone()
+    params = model.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    seeds = sorted(set(data_seeds))
+    gens = {s: generator(s, "data") for s in seeds}
+    row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
+    active = torch.ones(S, device=device)
+    hist = new_history(S, epochs, eval_sets)
+
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return output_stats(model, x, y)
+
+    record_epoch(hist, 0, stats, eval_sets, active)
+    if on_epoch:
+        on_epoch(0, hist)
+    for epoch in range(1, epochs + 1):
+        orders = torch.stack([torch.randperm(n, generator=gens[s]) for s in seeds]).to(device)[row]
+        loss_sum = torch.zeros(S, device=device)
+        steps = 0
+        for start in range(0, n, batch_size):
+            idx = orders[:, start : start + batch_size]  # [S, B]
+            B = idx.shape[1]
+            logits = forward_layout(model, layout(x_train[idx], S))
+            loss = F.cross_entropy(logits.flatten(0, 1), y_train[idx].flatten(), reduction="none").view(S, B).mean(1)
+            # Each model's gradient is that of its own mean loss; a frozen model's is zero.
+            (loss * active).sum().backward()
+            with torch.no_grad():
+                for p in params:
+                    p.add_(p.grad, alpha=-lr)  # torch.optim.SGD's update, without momentum or decay
+                    p.grad = None
+            loss_sum += loss.detach()
+            steps += 1
+        losses = loss_sum / steps
+        with torch.no_grad():
+            finite = torch.isfinite(losses)
+            for p in params:
+                finite &= p.flatten(1).isfinite().all(1)
+            freeze_diverged(hist, epoch, finite, active, params)
+        record_epoch(hist, epoch, stats, eval_sets, active, losses)
+        if on_epoch:
+            on_epoch(epoch, hist)
+    for p in params:
+        p.requires_grad_(False)
+    return model, hist

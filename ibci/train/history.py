@@ -1,0 +1,75 @@
+"""What a stacked engine records per epoch: losses, errors, intra-class variance, divergence.
+
+Shared by every engine (`ibci.train.mlp`, `ibci.train.cnn`), so their records look the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class History:
+    """Per-epoch curves of a stack; row 0 is the init alone (before any step)."""
+
+    train_loss: Tensor  # [epochs + 1, S]; row 0 is NaN; the NSR penalty included when it is on
+    errors: dict[str, Tensor]  # split name -> [epochs + 1, S], percent; NaN after divergence
+    diverged_epoch: list[int | None] = field(default_factory=list)
+    intra_var: dict[str, Tensor] = field(default_factory=dict)  # split -> [epochs + 1, S]: output intra-class variance
+
+
+def new_history(num_models: int, epochs: int, eval_sets: dict) -> History:
+    """An empty History of `num_models` models over `epochs` epochs: NaN until an epoch is recorded."""
+    def nan() -> Tensor:
+        return torch.full((epochs + 1, num_models), math.nan)
+
+    return History(train_loss=nan(), errors={k: nan() for k in eval_sets}, diverged_epoch=[None] * num_models,
+                   intra_var={k: nan() for k in eval_sets})
+
+
+def record_epoch(hist: History, epoch: int, stats: Callable, eval_sets: dict, active: Tensor,
+                 losses: Tensor | None = None) -> None:
+    """Write an epoch's mean train loss and each split's (error, intra-class variance) = stats(x, y);
+    a frozen (diverged) model's entries stay NaN."""
+    alive = (active > 0).cpu()
+    nan_row = torch.full(alive.shape, math.nan)
+    if losses is not None:
+        hist.train_loss[epoch] = torch.where(alive, losses.cpu(), nan_row)
+    for k, (x, y) in eval_sets.items():
+        err, var = stats(x, y)
+        hist.errors[k][epoch] = torch.where(alive, err.cpu(), nan_row)
+        hist.intra_var[k][epoch] = torch.where(alive, var.cpu(), nan_row)
+
+
+def freeze_diverged(hist: History, epoch: int, finite: Tensor, active: Tensor, params: list[Tensor]) -> Tensor:
+    """The models still training whose loss or parameters stopped being finite (`finite` [S] False):
+    record `epoch` as their divergence, zero their slices of `params` and mark them inactive, in place.
+    Returns that mask [S]."""
+    newly = (~finite) & (active > 0)
+    if newly.any():
+        for s in newly.nonzero().flatten().tolist():
+            hist.diverged_epoch[s] = epoch
+        for p in params:
+            p[newly] = 0.0
+        active[newly] = 0.0
+    return newly
+
+
+def intra_class_variance(logits: Tensor, y: Tensor) -> Tensor:
+    """Per model [S]: the within-class variance (ddof=0) of each output unit, averaged over units and classes.
+
+    logits [S, N, C]; the classes absent from y count for nothing. What NSR
+    penalizes, measured on a fixed data set.
+    """
+    onehot = torch.nn.functional.one_hot(y, logits.shape[-1]).to(logits.dtype)  # [N, C]
+    n = onehot.sum(0)
+    present = n > 0
+    mean = torch.einsum("nc,snk->sck", onehot, logits) / n.clamp_min(1).view(1, -1, 1)
+    sq = torch.einsum("nc,snk->sck", onehot, logits.square()) / n.clamp_min(1).view(1, -1, 1)
+    var = (sq - mean.square()).clamp_min(0)[:, present]
+    return var.mean((1, 2))
