@@ -117,16 +117,20 @@ def check_added_keys(jobs: list[list[str]], config_dir: Path = CONFIG_DIR, confi
 def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     """The full override list of every cell an experiment runs, user overrides first.
 
-    A grid experiment (`grid:`) runs every combination; a verdict (`columns:`)
-    runs each column per row in blocks of seeds (`ibci.verdict.cells`).
+    A grid experiment (`grid:`) runs every combination; the IBCI verdict
+    (`columns:`) runs each column per row in blocks of seeds
+    (`ibci.report.verdict.cells`); the NSR verdict (`kind: nsr_verdict`) the
+    cells its claims need (`ibci.report.nsr_verdict.cells`).
     """
     if "grid" in spec:
         fixed = list(spec.get("overrides", []))  # the experiment's recipe, which the user's overrides may change
         return [[*fixed, *overrides, *cell_overrides(c)] for c in grid_cells(experiment_grid(spec))]
-    from .report import verdict
+    from .report import nsr_verdict, verdict
+    from .runs.calls import setting
 
-    budget = compose(overrides)
-    return [[*overrides, *c["overrides"]] for c in verdict.cells(spec, budget["seeds"], budget["epochs"])]
+    seeds, epochs = setting(overrides, "seeds"), setting(overrides, "epochs")
+    cells = nsr_verdict.cells(spec, seeds) if spec.get("kind") == "nsr_verdict" else verdict.cells(spec, seeds, epochs)
+    return [[*overrides, *c["overrides"]] for c in cells]
 
 def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.

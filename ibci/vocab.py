@@ -17,6 +17,7 @@ CONV_POOLS = ("mean", "max")  # init.conv_pool: how a conv candidate's feature m
 BASES = ("xavier", "he", "normal", "authors")  # base=...
 UNIFORM_BIAS = "uniform"  # base.bias: a constant, or this word for nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 REGS = ("none", "nsr")  # reg=...
+NSR_READINGS = ("logits", "penultimate", "largest", "every")  # reg.reading: which layers NSR penalizes
 PROTOCOLS = ("min", "heldout")  # min: the paper's minimal test error; heldout: the epoch picked on held-out images
 
 

@@ -1,5 +1,6 @@
 """NSR (Neuron Steadiness Regularization) in the engine's hand-written backward, against autograd."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -131,7 +132,7 @@ def test_each_network_carries_its_official_lambda():
     official = {"mlp3": 0.02475, "mlp4": 7.4865, "mlp6": 0.0538, "mlp8": 0.2542, "mlp10": 0.4158}
     for net, lam in official.items():
         cfg = compose([f"net={net}", "method=nsr"])
-        assert cfg["reg"] == {"name": "nsr", "lambda": lam, "queue_batches": 5, "layers": 1}
+        assert cfg["reg"] == {"name": "nsr", "lambda": lam, "queue_batches": 5, "layers": 1, "reading": "logits"}
     assert compose(["net=mlp10"])["hidden"] == [256, 128, 64, 64, 32, 32, 16, 16]
 
 
@@ -147,3 +148,40 @@ def test_a_cell_with_nsr_trains_end_to_end(small_cfg):
     assert rec["cell"]["reg"] == "nsr" and rec["cell"]["net"] == "h256x100"
     rows = list(csv.DictReader((Path(cfg["results_dir"]) / "runs" / rec["cell_id"] / "metrics.csv").open()))
     assert {"test_intra_var", "val_intra_var"} <= set(rows[0]) and float(rows[-1]["test_intra_var"]) > 0
+
+
+def test_readings_name_their_layers():
+    from ibci.train.nsr import reading_lams
+
+    assert reading_lams("logits", 0.5, 4) == [0.5, 0, 0, 0]
+    assert reading_lams("penultimate", 0.5, 4) == [0, 0.5, 0, 0]
+    assert reading_lams("every", 0.5, 3) == [0.5, 0.5, 0.5]
+    variances = torch.tensor([[1.0, 3.0, 2.0], [1.0, 2.0, 2.5]])  # layer 1 (of 0, 1, 2) is largest on average
+    assert reading_lams("largest", 0.5, 3, variances) == [0, 0.5, 0]
+
+
+def test_a_layer_of_weight_zero_changes_nothing():
+    """reading=penultimate is weights [0, lam]: the output layer's zero weight is no penalty at all."""
+    from ibci.train.mlp import train
+
+    x, y = torch.rand(300, 20), torch.arange(300) % 3
+    model = init_base([20, 8, 6, 3], [torch.Generator().manual_seed(s) for s in range(2)], "he")
+    runs = [train(model.clone(), x, y, [0, 1], 2, 50, 0.1, {"test": (x, y)}, nsr_lams=lams)[1] for lams in
+            ([0.0, 0.3], [0.0, 0.3, 0.0])]
+    assert torch.equal(runs[0].errors["test"], runs[1].errors["test"])
+    assert torch.equal(runs[0].train_loss[1:], runs[1].train_loss[1:])
+
+
+@pytest.mark.parametrize("reading", ["penultimate", "largest", "every"])
+def test_each_reading_trains_and_says_what_it_penalized(small_cfg, reading):
+    import run
+
+    cfg = small_cfg("reg=nsr", f"reg.reading={reading}", "reg.lambda=0.1", "hidden=[16,8]", "depth=3")
+    rec = run.run_cell(cfg)
+    lams = rec["nsr"]["lambdas"]
+    assert rec["nsr"]["reading"] == reading and len(lams) == 3
+    if reading == "largest":
+        assert sorted(lams) == [0, 0, 0.1] and len(rec["nsr"]["layer_variances"]) == 3
+        assert lams.index(0.1) == max(range(3), key=rec["nsr"]["layer_variances"].__getitem__)
+    else:
+        assert lams == ([0, 0.1, 0] if reading == "penultimate" else [0.1] * 3)

@@ -77,6 +77,8 @@ def identity(cfg: dict) -> dict:
         out.pop("hidden", None)
     if _reg(cfg) == "none":
         out.pop("reg", None)
+    elif out["reg"].get("reading") == "logits":  # the only reading before readings existed
+        out["reg"] = {k: v for k, v in out["reg"].items() if k != "reading"}
     return out
 
 

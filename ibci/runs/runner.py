@@ -46,6 +46,7 @@ from ..nets.cnn import StackedCNN
 from ..nets.mlp import StackedMLP, hidden_widths, is_cnn, network_name
 from ..train import cnn as cnn_engine
 from ..train import mlp as engine
+from ..train import nsr
 from ..train.history import History
 from . import records
 from ..vocab import HELDOUT_SIZE
@@ -201,8 +202,10 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
                                 f"test error of its cells {shown.min:.2f}-{shown.max:.2f}%")
 
     train_start = time.perf_counter()
+    nsr_args = nsr_settings(first, model, x, y)
+    nsr_info = nsr_args.pop("info", None)
     model, hist = fit(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
-                               splits, on_epoch, **nsr_settings(first, model.num_layers))
+                      splits, on_epoch, **nsr_args)
     bar.close()
     train_time = time.perf_counter() - train_start
     S = len(seeds)
@@ -221,6 +224,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
             "budget": records.budget(cfg),
             "seeds": per_seed,
             "init_info": info,
+            **({"nsr": nsr_info} if nsr_info else {}),  # which layers NSR penalized, with what weight
             "init_time_s": info["time_s"],
             # Time of the shared stack, split evenly: what this cell cost.
             "train_time_s": train_time / len(cells),
@@ -247,14 +251,29 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     return out
 
 
-def nsr_settings(cfg: dict, num_layers: int) -> dict:
-    """engine.train's NSR arguments for a run config: none without `reg=nsr`."""
+def nsr_settings(cfg: dict, model=None, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict:
+    """engine.train's NSR arguments for a run config (none without `reg=nsr`), and what the record says of them.
+
+    `reg.reading=largest` measures the stack at initialization (`model`) on
+    the first training images (x, y): which layer it penalizes depends on it.
+    """
     reg = cfg.get("reg", {"name": "none"})
     if reg["name"] != "nsr":
         return {}
-    lam = reg["lambda"]
-    lams = [float(v) for v in lam] if isinstance(lam, list) else [float(lam)] * int(reg["layers"])
-    return dict(nsr_lams=lams, nsr_queue=int(reg["queue_batches"]))
+    lam, reading = reg["lambda"], reg.get("reading", "logits")
+    n_layers = len(hidden_widths(cfg)) + 1
+    info = {"reading": reading}
+    if reading == "logits":
+        lams = [float(v) for v in lam] if isinstance(lam, list) else [float(lam)] * int(reg["layers"])
+    else:
+        variances = None
+        if reading == "largest":
+            n = nsr.LARGEST_IMAGES
+            variances = nsr.layer_variances(model, x[:n], y[:n])
+            info["layer_variances"] = variances.mean(0).tolist()  # at initialization, first layer first
+        lams = nsr.reading_lams(reading, float(lam), n_layers, variances)
+    info["lambdas"] = lams[::-1]  # per layer, first layer first
+    return dict(nsr_lams=lams, nsr_queue=int(reg["queue_batches"]), info=info)
 
 
 def finished_line(rec: dict, failed_error: float = records.FAILED_ERROR) -> str:

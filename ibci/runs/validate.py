@@ -14,8 +14,8 @@ from ..errors import UserError
 from ..init import campaign
 from ..init.bases import check_pool
 from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
-from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, INITS, PROTOCOLS, READINGS, REGS, SCOPES, UNIFORM_BIAS,
-                     train_images)
+from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
+                     UNIFORM_BIAS, train_images)
 
 
 def _positive_int(name: str, value) -> int:
@@ -134,6 +134,12 @@ def _check_reg(reg: dict, n_layers: int) -> None:
         raise UserError(f"reg.lambda={lam!r} must be a non-negative number or a list of them")
     if isinstance(lam, list) and len(lam) != reg["layers"]:
         raise UserError(f"reg.lambda={lam!r} has {len(lam)} values but reg.layers={reg['layers']}")
+    reading = reg.get("reading", "logits")
+    _one_of("reg.reading", reading, NSR_READINGS)
+    if reading != "logits" and (isinstance(lam, list) or reg["layers"] != 1):
+        raise UserError(f"reg.reading={reading} chooses its layers itself; it takes one reg.lambda and reg.layers=1")
+    if reading == "penultimate" and n_layers < 2:
+        raise UserError("reg.reading=penultimate needs a hidden layer")
 
 
 def _check_campaign_layers(init: dict, widths: list[int]) -> None:

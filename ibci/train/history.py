@@ -60,16 +60,17 @@ def freeze_diverged(hist: History, epoch: int, finite: Tensor, active: Tensor, p
     return newly
 
 
-def intra_class_variance(logits: Tensor, y: Tensor) -> Tensor:
-    """Per model [S]: the within-class variance (ddof=0) of each output unit, averaged over units and classes.
+def intra_class_variance(logits: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
+    """Per model [S]: the within-class variance (ddof=0) of each unit, averaged over units and classes.
 
-    logits [S, N, C]; the classes absent from y count for nothing. What NSR
-    penalizes, measured on a fixed data set.
+    logits [S, N, K]: the output layer's (K = the number of classes, the
+    default `num_classes`) or any layer's responses; the classes absent from y
+    count for nothing. What NSR penalizes, measured on a fixed data set.
     """
-    onehot = torch.nn.functional.one_hot(y, logits.shape[-1]).to(logits.dtype)  # [N, C]
+    onehot = torch.nn.functional.one_hot(y, num_classes or logits.shape[-1]).to(logits.dtype)  # [N, C]
     n = onehot.sum(0)
     present = n > 0
-    mean = torch.einsum("nc,snk->sck", onehot, logits) / n.clamp_min(1).view(1, -1, 1)
+    mean = torch.einsum("nc,snk->sck", onehot, logits) / n.clamp_min(1).view(1, -1, 1)  # [S, C, K]
     sq = torch.einsum("nc,snk->sck", onehot, logits.square()) / n.clamp_min(1).view(1, -1, 1)
     var = (sq - mean.square()).clamp_min(0)[:, present]
     return var.mean((1, 2))

@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+from ..nets.mlp import StackedMLP
+from ..vocab import NSR_READINGS
+from .history import intra_class_variance
+
+# `largest` measures each layer's responses on this many of the first training images.
+LARGEST_IMAGES = 10000
+
 
 # A hidden response at or below this is "not firing": NSR's class means count only firing
 # responses and its penalty skips the others (as the official code does).
@@ -36,7 +44,8 @@ class Steadiness:
         """lams[0] for the output layer, lams[1] for the one before it, and so on."""
         if not 1 <= len(lams) <= num_layers:
             raise ValueError(f"{len(lams)} NSR weights for a network of {num_layers} layers")
-        return Steadiness({num_layers - 1 - k: float(lam) for k, lam in enumerate(lams)}, int(queue))
+        # A layer of weight 0 has no penalty to compute: skipping it leaves every other number as it was.
+        return Steadiness({num_layers - 1 - k: float(lam) for k, lam in enumerate(lams) if lam != 0}, int(queue))
 
     def penalty_grad(self, layer: int, h: Tensor, onehot: Tensor, output: bool) -> tuple[Tensor, Tensor]:
         """(the penalty's gradient w.r.t. h [models, B, units], the penalty [models]) for one step.
@@ -70,3 +79,44 @@ class Steadiness:
         for layer in self.sums:
             self.sums[layer][:, models] = 0.0
             self.counts[layer][:, models] = 0.0
+
+
+@torch.no_grad()
+def layer_variances(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
+    """[S, layers]: each layer's aggregated intra-class response variance, per model, on (x, y).
+
+    A hidden layer's response is its ReLU output, the output layer's its
+    logits; the aggregate is `intra_class_variance` (each unit's within-class
+    variance, ddof=0, averaged over units and classes), what NSR penalizes.
+    """
+    h = x.expand(model.num_models, *x.shape)
+    num_classes = model.weights[-1].shape[2]
+    out = []
+    for l in range(model.num_layers):
+        h = torch.baddbmm(model.biases[l].unsqueeze(1), h, model.weights[l])
+        if l < model.num_layers - 1:
+            h = h.relu()
+        out.append(intra_class_variance(h.double(), y, num_classes).float())
+    return torch.stack(out, dim=1)
+
+
+def reading_lams(reading: str, lam: float, num_layers: int, variances: Tensor | None = None) -> list[float]:
+    """The per-layer weights (the output layer first, as `Steadiness.for_layers` takes them) of a reading.
+
+    `largest` penalizes the layer whose `layer_variances`, averaged over the
+    cell's models, is largest (`variances` [S, layers] at initialization).
+    """
+    if reading not in NSR_READINGS:
+        raise UserError(f"reg.reading={reading!r} is not one of: {', '.join(NSR_READINGS)}")
+    lams = [0.0] * num_layers
+    if reading == "logits":
+        lams[0] = lam
+    elif reading == "penultimate":
+        lams[1] = lam
+    elif reading == "every":
+        lams = [lam] * num_layers
+    else:
+        if variances is None:
+            raise ValueError("reading=largest needs the layers' variances")
+        lams[num_layers - 1 - int(variances.mean(0).argmax())] = lam
+    return lams
