@@ -38,6 +38,7 @@ RECIPES = ("experiment", "profile")
 # Keys that say where or how a cell runs, or how it is read, not what it computes.
 # `choices` and `overrides` are the call itself, kept in a record beside its config.
 RUNTIME = ("results_dir", "device", "threads", "progress", "stack_cells", "failed_error", "table", "hydra",
+           "checkpoint_every",
            "data.root", "data.download", "choices", "overrides")
 _OVERLAY_KEYS = ("defaults", "hydra", "table")  # parts of an overlay file that set no run setting
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import io
 import json
 import os
 import platform
@@ -48,7 +50,7 @@ from ..train import cnn as cnn_engine
 from ..train import mlp as engine
 from ..train import nsr
 from ..train.history import History
-from . import records
+from . import memory, records
 from ..vocab import HELDOUT_SIZE
 from .validate import validate
 
@@ -132,6 +134,8 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
     for cells in todo.values():
         cells = [cfg for cfg in cells if records.cell_id(cfg) in pending]
         groups += [cells[i : i + stack_cells] for i in range(0, len(cells), stack_cells)]
+    for group in groups:  # before any work: a stack that cannot fit says so at once
+        memory.check_fits(group)
     return finished, groups
 
 
@@ -175,19 +179,25 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     run_dirs = [None if i in done else _prepare(cfg) for i, cfg in zip(stack, cells)]
     x, y = splits["train"]
     seeds = list(range(first["seed_offset"], first["seed_offset"] + first["seeds"]))
-    models, infos = [], []
+    name = records.cell_id(first) if len(cells) == 1 else f"stack of {len(cells)} cells, {records.cell_keys(first)['net']}"
+    device = torch.device(first["device"])
+    ckpt_path = checkpoint_path(first, stack)
+    resumed = read_checkpoint(ckpt_path, stack, device, log)
     # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP.
     init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
-    for cfg in cells:
-        model, info = init(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
-        models.append(model)
-        infos.append(info)
-    device = torch.device(first["device"])
-    model = Stack.cat(models).to(device)
+    if resumed is None:
+        models, infos = [], []
+        for cfg in cells:
+            model, info = init(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
+            models.append(model)
+            infos.append(info)
+        model = Stack.cat(models).to(device)
+    else:
+        log(f"resume {name} from epoch {resumed['loop']['epoch']}")
+        infos, model = resumed["infos"], None
     splits = {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
     x, y = splits.pop("train")
-    name = records.cell_id(first) if len(cells) == 1 else f"stack of {len(cells)} cells, {records.cell_keys(first)['net']}"
     bar = tqdm(total=first["epochs"], desc=name, unit="epoch", disable=not show_bars(first), leave=False,
                position=position)
     S_cell = first["seeds"]
@@ -202,12 +212,23 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
                                 f"test error of its cells {shown.min:.2f}-{shown.max:.2f}%")
 
     train_start = time.perf_counter()
-    nsr_args = nsr_settings(first, model, x, y)
-    nsr_info = nsr_args.pop("info", None)
+    if resumed is None:
+        nsr_args = nsr_settings(first, model, x, y)  # `largest` measures the stack at initialization
+        nsr_info = nsr_args.pop("info", None)
+        before = 0.0
+    else:
+        nsr_args, nsr_info, before = resumed["nsr_args"], resumed["nsr_info"], float(resumed["train_time_s"])
+        bar.update(int(resumed["loop"]["epoch"]))
+
+    def keep(state: dict) -> dict:
+        return {"stack": stack, "infos": infos, "nsr_args": nsr_args, "nsr_info": nsr_info,
+                "train_time_s": before + time.perf_counter() - train_start, "loop": state}
+
+    saver = Saver(ckpt_path, first.get("checkpoint_every"), keep)
     model, hist = fit(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
-                      splits, on_epoch, **nsr_args)
+                      splits, on_epoch, **nsr_args, resume=None if resumed is None else resumed["loop"], save=saver)
     bar.close()
-    train_time = time.perf_counter() - train_start
+    train_time = before + time.perf_counter() - train_start
     S = len(seeds)
     out = []
     for c, (cfg, run_dir, info) in enumerate(zip(cells, run_dirs, infos)):
@@ -248,7 +269,56 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
         records.mark_done(run_dir)
         log(finished_line(rec, cfg.get("failed_error", records.FAILED_ERROR)))
         out.append(rec)
+    ckpt_path.unlink(missing_ok=True)  # every record is written: nothing left to resume
     return out
+
+
+# An automatic `checkpoint_every` keeps about this many seconds of training at risk.
+CHECKPOINT_SECONDS = 60.0
+
+
+def checkpoint_path(cfg: dict, stack: list[str]) -> Path:
+    """Where a stack keeps its checkpoint: named by the cells it trains, in the order it trains them."""
+    digest = hashlib.sha256("\n".join(stack).encode()).hexdigest()[:16]
+    return Path(cfg["results_dir"]) / "runs" / ".checkpoints" / f"{digest}.pt"
+
+
+def read_checkpoint(path: Path, stack: list[str], device: torch.device, log: Callable[[str], None]) -> dict | None:
+    """A stack's checkpoint, or None when there is none; a torn or foreign one is set aside with a warning."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or state.get("stack") != stack or "loop" not in state:
+            raise ValueError("it belongs to another stack")
+        return state
+    except Exception as e:  # noqa: BLE001  (whatever is wrong with it, it is not trusted)
+        log(f"warning: checkpoint {path} is unreadable ({' '.join(str(e).split())[:120]}); training the stack "
+            "from the start")
+        return None
+
+
+class Saver:
+    """engine.train's `save`: writes the stack's checkpoint every `every` epochs, atomically.
+
+    `every` None: as many epochs as take about CHECKPOINT_SECONDS here,
+    measured on the first epoch this process trains.
+    """
+
+    def __init__(self, path: Path, every: int | None, wrap: Callable[[dict], dict]):
+        self.path, self.every, self.wrap = path, every, wrap
+        self.started, self.count = time.perf_counter(), 0
+
+    def __call__(self, epoch: int, state: Callable[[], dict]) -> None:
+        self.count += 1
+        if self.every is None:
+            self.every = max(1, round(CHECKPOINT_SECONDS / max(time.perf_counter() - self.started, 1e-9)))
+        if self.count % self.every:
+            return
+        buf = io.BytesIO()
+        torch.save(self.wrap(state()), buf)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, buf.getvalue())
 
 
 def nsr_settings(cfg: dict, model=None, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict:

@@ -98,6 +98,9 @@ def _validate(cfg: dict, here: bool) -> None:
     threads = cfg.get("threads")
     if threads is not None:
         _positive_int("threads", threads)
+    every = cfg.get("checkpoint_every")
+    if every is not None:
+        _positive_int("checkpoint_every", every)
     _one_of("device", str(cfg["device"]).split(":")[0], ("cpu", "cuda"))
     if here and str(cfg["device"]).startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={cfg['device']} but no CUDA GPU is available here; use device=cpu")

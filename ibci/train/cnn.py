@@ -46,17 +46,21 @@ def error_rate(model: StackedCNN, x: Tensor, y: Tensor) -> Tensor:
 
 def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[int], epochs: int,
           batch_size: int, lr: float, eval_sets: dict[str, tuple[Tensor, Tensor]], on_epoch=None,
-          nsr_lams: list[float] | None = None, nsr_queue: int = 5) -> tuple[StackedCNN, History]:
+          nsr_lams: list[float] | None = None, nsr_queue: int = 5, resume: dict | None = None,
+          save=None) -> tuple[StackedCNN, History]:
     """`ibci.train.mlp.train` for a stack of CNNs: plain SGD, each model on its own data order, the same History.
 
     Model i shuffles with the generator of `data_seeds[i]` each epoch (equal
     seeds, equal batches; the MLP engine's orders), the last batch of an
     epoch is smaller when batch_size does not divide the training set, and a
     model whose loss or parameters become NaN/inf is recorded as diverged at
-    that epoch, zeroed and frozen while the others train on.
+    that epoch, zeroed and frozen while the others train on. `save` and
+    `resume` checkpoint the loop as the MLP engine's do.
     """
     if nsr_lams:
         raise ValueError("NSR is implemented for MLPs only (ibci.train.mlp)")
+    if resume is not None:
+        model = StackedCNN(*(list(resume["model"][k]) for k in ("conv_weights", "conv_biases", "weights", "biases")))
     S, n, device = model.num_models, x_train.shape[0], x_train.device
     model = model.clone()
     params = model.parameters()
@@ -67,14 +71,25 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
+    first = 1
+    if resume is not None:
+        for s, state in zip(seeds, resume["gens"]):
+            gens[s].set_state(state)
+        active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
 
     def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return output_stats(model, x, y)
 
-    record_epoch(hist, 0, stats, eval_sets, active)
-    if on_epoch:
-        on_epoch(0, hist)
-    for epoch in range(1, epochs + 1):
+    def state(epoch: int) -> dict:
+        parts = {k: [t.detach() for t in getattr(model, k)] for k in ("conv_weights", "conv_biases", "weights", "biases")}
+        return {"epoch": epoch, "model": parts, "active": active, "gens": [gens[s].get_state() for s in seeds],
+                "hist": hist.state_dict()}
+
+    if resume is None:
+        record_epoch(hist, 0, stats, eval_sets, active)
+        if on_epoch:
+            on_epoch(0, hist)
+    for epoch in range(first, epochs + 1):
         orders = torch.stack([torch.randperm(n, generator=gens[s]) for s in seeds]).to(device)[row]
         loss_sum = torch.zeros(S, device=device)
         steps = 0
@@ -100,6 +115,8 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
         record_epoch(hist, epoch, stats, eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
+        if save is not None:
+            save(epoch, lambda: state(epoch))
     for p in params:
         p.requires_grad_(False)
     return model, hist

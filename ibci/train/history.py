@@ -22,6 +22,16 @@ class History:
     diverged_epoch: list[int | None] = field(default_factory=list)
     intra_var: dict[str, Tensor] = field(default_factory=dict)  # split -> [epochs + 1, S]: output intra-class variance
 
+    def state_dict(self) -> dict:
+        """Everything recorded so far, as tensors and plain values (a checkpoint holds it)."""
+        return {"train_loss": self.train_loss, "errors": dict(self.errors), "intra_var": dict(self.intra_var),
+                "diverged_epoch": list(self.diverged_epoch)}
+
+    @staticmethod
+    def from_state(state: dict) -> "History":
+        return History(state["train_loss"], dict(state["errors"]), list(state["diverged_epoch"]),
+                       dict(state["intra_var"]))
+
 
 def new_history(num_models: int, epochs: int, eval_sets: dict) -> History:
     """An empty History of `num_models` models over `epochs` epochs: NaN until an epoch is recorded."""

@@ -165,6 +165,8 @@ def train(
     on_epoch: Callable[[int, History], None] | None = None,
     nsr_lams: list[float] | None = None,
     nsr_queue: int = 5,
+    resume: dict | None = None,
+    save: Callable[[int, Callable[[], dict]], None] | None = None,
 ) -> tuple[StackedMLP, History]:
     """Train every model of the stack on its own data order; evaluate every split after each epoch.
 
@@ -176,8 +178,13 @@ def train(
     while the others keep training. With `nsr_lams` (the output layer's
     lambda first, then the layers before it) the loss carries NSR's penalty
     (`Steadiness`), every model with its own queue of `nsr_queue` batches.
+    After every epoch `save(epoch, state)` may keep `state()`, everything the
+    loop needs to go on; `train(..., resume=that state)` then continues from
+    that epoch exactly as the uninterrupted loop would have.
     Returns the trained stack and its history.
     """
+    if resume is not None:
+        model = StackedMLP(list(resume["weights"]), list(resume["biases"]))
     if model.num_layers < 2:
         raise ValueError("the engine needs at least one hidden layer")
     S = model.num_models
@@ -188,14 +195,29 @@ def train(
     gens = [generator(s, "data") for s in packed.seeds]
     active = torch.ones(S, device=device)  # original model order
     hist = new_history(S, epochs, eval_sets)
+    first = 1
+    if resume is not None:  # packed as an uninterrupted run packs: the same values in the same layout
+        for g, state in zip(gens, resume["gens"]):
+            g.set_state(state)
+        active = resume["active"].clone()
+        hist = History.from_state(resume["hist"])
+        if nsr is not None:
+            nsr.load_state_dict(resume["nsr"])
+        first = int(resume["epoch"]) + 1
 
     def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return output_stats(model, x, y)  # `model` as it stands: the loop rebinds it every epoch
 
-    record_epoch(hist, 0, stats, eval_sets, active)
-    if on_epoch:
-        on_epoch(0, hist)
-    for epoch in range(1, epochs + 1):
+    def state(epoch: int) -> dict:
+        return {"epoch": epoch, "weights": model.weights, "biases": model.biases, "active": active,
+                "gens": [g.get_state() for g in gens], "hist": hist.state_dict(),
+                "nsr": nsr.state_dict() if nsr is not None else None}
+
+    if resume is None:
+        record_epoch(hist, 0, stats, eval_sets, active)
+        if on_epoch:
+            on_epoch(0, hist)
+    for epoch in range(first, epochs + 1):
         orders = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
         active_packed = active[packed.order]
         loss_sum = torch.zeros(S, device=device)
@@ -217,4 +239,6 @@ def train(
         record_epoch(hist, epoch, stats, eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
+        if save is not None:
+            save(epoch, lambda: state(epoch))
     return model, hist

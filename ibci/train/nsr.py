@@ -71,6 +71,18 @@ class Steadiness:
         n_firing = firing.sum((1, 2)).clamp_min(1).view(-1, 1, 1)
         return d * (2 * lam) / n_firing, lam * (d.square().sum((1, 2), keepdim=True) / n_firing).view(-1)
 
+    def state_dict(self) -> dict:
+        """The queues and the ring's position: what a checkpoint needs to go on as if never stopped."""
+        return {"lams": dict(self.lams), "queue": self.queue, "sums": dict(self.sums), "counts": dict(self.counts),
+                "slot": self.slot}
+
+    def load_state_dict(self, state: dict) -> None:
+        if {int(k): float(v) for k, v in state["lams"].items()} != self.lams or int(state["queue"]) != self.queue:
+            raise ValueError(f"the checkpoint's NSR weights {state['lams']} are not this run's {self.lams}")
+        self.sums = {int(k): v for k, v in state["sums"].items()}
+        self.counts = {int(k): v for k, v in state["counts"].items()}
+        self.slot = int(state["slot"])
+
     def advance(self) -> None:
         self.slot = (self.slot + 1) % self.queue
 
