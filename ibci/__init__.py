@@ -1,8 +1,9 @@
 """ibci: Neuron Campaign for Initialization guided by Information Bottleneck theory.
 
 A library of the initializations compared in Mao et al. (CIKM 2021) and the
-pieces needed to reproduce the paper's tables; `ibci.init_(model, x, y)` applies
-them to your own `nn.Sequential`. Plain functions over tensors and
+pieces needed to reproduce the paper's tables; `ibci.init_(model, (x, y))` applies
+them to your own `nn.Module`, and `ibci.NSR(model, ...)` adds the follow-up's
+regularizer to your own training loop. Plain functions over tensors and
 plain configs, in sub-packages by pipeline stage: `nets`, `init`, `train`,
 `runs`, `report`; `cli` is the Hydra boundary, which only the entry points
 import. No I/O except in `ibci.data` (the data root), `ibci.runs` (run
@@ -24,6 +25,10 @@ def __getattr__(name: str):
         from .init.api import init_
 
         return init_
+    if name == "NSR":
+        from .train.nsr import NSR
+
+        return NSR
     if name in ("load_cells", "load_runs"):
         from .runs import load
 

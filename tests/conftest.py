@@ -28,9 +28,10 @@ def toy_data():
 
 
 def _train_alone(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, batch_size: int,
-                 lr: float, image_shape: tuple = ()) -> torch.nn.Module:
+                 lr: float, image_shape: tuple = (), penalty=None) -> torch.nn.Module:
     """What a stacked engine must match for one seed: `net` trained by torch.optim.SGD, seeing the
-    batches the engine gives that seed (its "data" generator's permutations, the last batch smaller)."""
+    batches the engine gives that seed (its "data" generator's permutations, the last batch smaller).
+    `penalty(y)`, called after each forward pass, joins the loss (`ibci.NSR`)."""
     from ibci import seeding
 
     g = seeding.generator(seed, "data")
@@ -41,7 +42,8 @@ def _train_alone(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: i
             idx = order[start : start + batch_size]
             opt.zero_grad()
             inputs = x[idx].view(-1, *image_shape) if image_shape else x[idx]
-            torch.nn.functional.cross_entropy(net(inputs), y[idx]).backward()
+            loss = torch.nn.functional.cross_entropy(net(inputs), y[idx])
+            (loss if penalty is None else loss + penalty(y[idx])).backward()
             opt.step()
     return net
 

@@ -61,15 +61,124 @@ def test_the_authors_reading_through_the_api():
     assert info["seeds"][0]["layers"][0]["draw_std"] == pytest.approx((2 / 100) ** 0.5)
 
 
-@pytest.mark.parametrize("model, call, words", [
-    (nn.Sequential(nn.Linear(30, 4), nn.ReLU()), {}, "no ReLU last"),
-    (nn.Sequential(nn.Linear(30, 8), nn.Tanh(), nn.Linear(8, 4)), {}, "Linear, ReLU, Linear"),
-    (_net(30, 8, 4), {"method": "xavier"}, "method='xavier' is not one of"),
-    (_net(30, 8, 4), {"pool": 3}, "takes no option pool"),
-    (_net(20, 8, 4), {}, "the model takes [N, 20]"),
-])
-def test_misuse_is_one_clear_error(model, call, words):
+class Residual(nn.Module):
+    """A user's own module: a residual block between two Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.block, self.head = nn.Linear(30, 16), nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        return self.head(torch.relu(h + self.block(h)))
+
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(6, 8, 3), nn.ReLU())
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 4 * 4, 16), nn.GELU(),
+                                        nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def _images(n=400, classes=4):
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(n) % classes
+    return torch.rand(n, 1, 12, 12, generator=g) + 0.2 * y.view(-1, 1, 1, 1), y
+
+
+ORDINARY = {  # the models people write, each with the data it takes
+    "flatten first": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(144, 20), nn.ReLU(), nn.Linear(20, 4)), _images),
+    "dropout": (lambda: nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4)), _data),
+    "batchnorm": (lambda: nn.Sequential(nn.Linear(30, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4)), _data),
+    "gelu": (lambda: nn.Sequential(nn.Linear(30, 16), nn.GELU(), nn.Linear(16, 4)), _data),
+    "tanh": (lambda: nn.Sequential(nn.Linear(30, 8), nn.Tanh(), nn.Linear(8, 4)), _data),
+    "relu last": (lambda: nn.Sequential(nn.Linear(30, 4), nn.ReLU()), _data),
+    "conv net": (ConvNet, _images),
+    "own module": (Residual, _data),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDINARY))
+@pytest.mark.parametrize("method", ["ibci", "lsuv", "vanilla"])
+def test_ordinary_models_are_initialized(name, method):
+    make, data = ORDINARY[name]
+    model, (x, y) = make(), data()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    info = ibci.init_(model, (x, y), method=method, seed=0)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert all(not torch.equal(m.weight, before[k]) for k, m in zip(
+        [k for k in before if k.endswith("weight") and before[k].dim() > 1], layers))
+    if "layers" in info:  # the general path says what it did to each layer, in forward order
+        assert [e["neurons"] for e in info["layers"]] == [m.weight.shape[0] for m in layers]
+        if method == "ibci":
+            assert all(sum(e["quotas"]) == e["neurons"] for e in info["layers"])
+    assert model.training  # left in the mode it came in
+
+
+def test_lsuv_on_any_model_gives_each_layer_unit_output_variance():
+    model, (x, y) = ConvNet(), _images()
+    ibci.init_(model, (x, y), method="lsuv", seed=0, num_samples=400, tol=0.01)
+    model.eval()
+    outs = {}
+    hooks = [m.register_forward_hook(lambda m, _, o, n=n: outs.__setitem__(n, o)) for n, m in model.named_modules()
+             if isinstance(m, (nn.Linear, nn.Conv2d))]
+    model(x)
+    for h in hooks:
+        h.remove()
+    # Each layer was rescaled on the inputs it got when it was its turn; later layers' rescaling leaves it at 1.
+    assert all(abs(o.var().item() - 1) < 0.02 for o in outs.values()), {n: o.var().item() for n, o in outs.items()}
+
+
+def test_a_dataloader_is_the_same_as_its_tensors():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    (x, y), a, b = _images(), ConvNet(), ConvNet()
+    ibci.init_(a, (x, y), method="ibci", seed=3)
+    ibci.init_(b, DataLoader(TensorDataset(x, y), batch_size=64), method="ibci", seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_the_general_path_elects_as_the_suite_does_on_a_plain_mlp():
+    """A plain MLP wrapped in a module of one's own goes the general way: the same neurons, to float rounding."""
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _net(30, 16, 12, 4)
+
+        def forward(self, x):
+            return self.net(x)
+
     x, y = _data()
+    plain, wrapped = _net(30, 16, 12, 4), Wrapped()
+    ibci.init_(plain, x, y, method="ibci", base="he", seed=7)
+    ibci.init_(wrapped, x, y, method="ibci", base="he", seed=7)
+    for p, q in zip(plain.state_dict().values(), wrapped.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+@pytest.mark.parametrize("model, data, call, words", [
+    (_net(30, 8, 4), lambda: (_data()[0].index_fill(0, torch.tensor([3]), float("nan")), _data()[1]), {},
+     "NaN or infinite"),
+    (_net(30, 8, 3), _data, {}, "labels 0..3 but the model has 3 outputs"),
+    (ConvNet(), _data, {}, "does not fit the model"),
+    (nn.Sequential(nn.Flatten(), nn.ReLU()), _data, {}, "no nn.Linear or nn.Conv2d"),
+    (_net(30, 8, 5), _data, {}, "class(es) 4 of the model's 5 are absent"),
+    (_net(30, 8, 4), lambda: [(torch.rand(4, 30),) for _ in range(3)], {}, "yields tuple of 1; init_ needs (x, y)"),
+    (_net(30, 8, 4), _data, {"method": "xavier"}, "method='xavier' is not one of"),
+    (_net(30, 8, 4), _data, {"pool": 3}, "takes no option pool"),
+    (Residual(), _data, {"reading": "authors"}, "reading=authors is the authors' code"),
+    (_net(20, 8, 4), _data, {}, "the model takes [N, 20]"),
+])
+def test_misuse_is_one_clear_error_and_changes_nothing(model, data, call, words):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = data()
     with pytest.raises(UserError) as e:
-        ibci.init_(model, x, y, **call)
-    assert words in str(e.value)
+        ibci.init_(model, got if not isinstance(got, tuple) else got, **call)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

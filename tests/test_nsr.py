@@ -185,3 +185,73 @@ def test_each_reading_trains_and_says_what_it_penalized(small_cfg, reading):
         assert lams.index(0.1) == max(range(3), key=rec["nsr"]["layer_variances"].__getitem__)
     else:
         assert lams == ([0, 0.1, 0] if reading == "penultimate" else [0.1] * 3)
+
+
+@pytest.mark.parametrize("output", [True, False])
+def test_the_module_equals_the_engines_steadiness_on_one_stream_of_batches(output):
+    """ibci.NSR (autograd, any model) and Steadiness (the engine's hand-written gradient): same penalties and
+    gradients, batch after batch, as the queue fills and wraps."""
+    import ibci
+
+    g = torch.Generator().manual_seed(0)
+    ident = torch.nn.Sequential(torch.nn.Identity())
+    nsr = ibci.NSR(ident, layers=["0"], lam=0.7, queue=3, num_classes=4, firing=[not output])
+    ref = Steadiness({0: 0.7}, 3)
+    for _ in range(7):
+        y = torch.randint(0, 4, (20,), generator=g)
+        h = (torch.randn(20, 6, generator=g) + (0 if output else 0.3)).relu_() if not output else \
+            torch.randn(20, 6, generator=g)
+        h.requires_grad_(True)
+        ident(h)
+        p = nsr.penalty(y)
+        p.backward()
+        grad, pen = ref.penalty_grad(0, h.detach()[None], F.one_hot(y, 4).float()[None], output)
+        ref.advance()
+        assert torch.allclose(p, pen[0], rtol=1e-5, atol=1e-7)
+        assert torch.allclose(h.grad, grad[0], rtol=1e-5, atol=1e-7)
+
+
+def test_nsr_in_a_plain_loop_trains_as_the_engine_does(toy_data, train_alone):
+    """An MLP trained by torch.optim.SGD with ibci.NSR on its logits follows the MLP engine's +NSR trajectory."""
+    import ibci
+    from ibci import seeding
+    from ibci.train.mlp import train
+
+    x, y = toy_data
+    stack = init_base([784, 32, 10], [seeding.generator(s, "init") for s in (0, 1)], "he")
+    trained, _ = train(stack.clone(), x, y, [0, 1], 2, 64, 0.1, {}, nsr_lams=[0.5], nsr_queue=5)
+    for s in (0, 1):
+        net = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+        with torch.no_grad():
+            for layer, W, b in zip(net[::2], stack.weights, stack.biases):
+                layer.weight.copy_(W[s].T)
+                layer.bias.copy_(b[s])
+        nsr = ibci.NSR(net, lam=0.5, queue=5, num_classes=10)
+        train_alone(net, x, y, s, epochs=2, batch_size=64, lr=0.1, penalty=nsr.penalty)
+        for layer, W in zip(net[::2], trained.weights):
+            assert torch.allclose(layer.weight, W[s].T, atol=2e-5), (layer.weight - W[s].T).abs().max()
+
+
+def test_nsr_checkpoints_its_queues():
+    """Stopped after a step and loaded into a new NSR, the penalty goes on as if it had never stopped."""
+    import ibci
+
+    net = torch.nn.Sequential(torch.nn.Linear(5, 3))
+    batches = [(torch.randn(8, 5, generator=torch.Generator().manual_seed(i)), torch.arange(8) % 3) for i in range(3)]
+    whole = ibci.NSR(net, lam=0.2, queue=2, num_classes=3)
+    expected = []
+    for x, y in batches:
+        net(x)
+        expected.append(whole.penalty(y))
+    whole.remove()
+    first = ibci.NSR(net, lam=0.2, queue=2, num_classes=3)
+    net(batches[0][0])
+    first.penalty(batches[0][1])
+    first.remove()
+    later = ibci.NSR(net, lam=0.2, queue=2, num_classes=3)
+    later.load_state_dict(first.state_dict())
+    for (x, y), want in zip(batches[1:], expected[1:]):
+        net(x)
+        assert torch.equal(later.penalty(y), want)
+    with pytest.raises(ValueError, match="queue of 2"):
+        ibci.NSR(net, lam=0.2, queue=3).load_state_dict(first.state_dict())

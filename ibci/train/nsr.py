@@ -132,3 +132,97 @@ def reading_lams(reading: str, lam: float, num_layers: int, variances: Tensor | 
             raise ValueError("reading=largest needs the layers' variances")
         lams[num_layers - 1 - int(variances.mean(0).argmax())] = lam
     return lams
+
+
+class NSR:
+    """Neuron Steadiness Regularization for any autograd training loop, on the model one already has.
+
+        nsr = ibci.NSR(model, layers=["fc3"], lam=0.4)     # the logits of a model whose last layer is fc3
+        loss = F.cross_entropy(model(x), y) + nsr.penalty(y)
+
+    Forward hooks keep each named module's output on every forward pass;
+    `penalty(y)` then returns sum over the layers of lam * mean (h - m[y])^2,
+    the official definition (Fu, Du, Mao et al., NeurIPS 2022): m[c] the
+    class-c mean response over a queue of the last `queue` batches, the
+    current one included, held fixed (no gradient). A layer with `firing`
+    (by default every layer but the model's last nn.Linear or nn.Conv2d)
+    counts only responses above NSR_FIRING in its means and its penalty, as
+    the official code does for hidden ReLU layers; name the activation
+    module (e.g. the nn.ReLU after a hidden Linear) to penalize what the
+    official code penalizes. Call `penalty` once per step, after the
+    forward pass; `state_dict()` / `load_state_dict()` checkpoint the queues.
+    `layers=None` penalizes the model's last Linear or Conv2d: its logits.
+    """
+
+    def __init__(self, model: torch.nn.Module, layers: list[str] | None = None, lam: float | list[float] = 1.0,
+                 queue: int = 5, num_classes: int | None = None, firing: list[bool] | None = None):
+        modules = dict(model.named_modules())
+        convs = [n for n, m in modules.items() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+        if layers is None:
+            if not convs:
+                raise UserError("the model has no nn.Linear or nn.Conv2d whose logits NSR could penalize")
+            layers = [convs[-1]]
+        unknown = [n for n in layers if n not in modules]
+        if unknown:
+            raise UserError(f"layers={unknown} are not modules of the model; it has: {', '.join(n for n in modules if n)}")
+        lams = [float(lam)] * len(layers) if not isinstance(lam, (list, tuple)) else [float(v) for v in lam]
+        if len(lams) != len(layers) or any(not v >= 0 for v in lams):
+            raise UserError(f"lam={lam!r} must be one non-negative number or one per layer ({len(layers)})")
+        if queue < 1:
+            raise UserError(f"queue={queue!r} must be a positive number of batches")
+        self.layers, self.lams, self.queue, self.num_classes = list(layers), lams, int(queue), num_classes
+        self.firing = list(firing) if firing is not None else [n != (convs[-1] if convs else None) for n in layers]
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, Tensor] = {}
+        self.slot = 0
+        self._out: dict[str, Tensor] = {}
+        self._hooks = [modules[n].register_forward_hook(self._keeper(n)) for n in layers]
+
+    def _keeper(self, name: str):
+        def keep(_module, _inputs, output):
+            self._out[name] = output
+        return keep
+
+    def penalty(self, y: Tensor) -> Tensor:
+        """The penalty of the last forward pass's responses against the labels y [B] (a scalar with gradient)."""
+        missing = [n for n in self.layers if n not in self._out]
+        if missing:
+            raise RuntimeError(f"no forward pass has reached {missing} since the last penalty")
+        total = 0.0
+        for name, lam, firing in zip(self.layers, self.lams, self.firing):
+            h = self._out.pop(name).flatten(1)  # a conv layer's maps count as units, as every response does
+            C = self.num_classes or int(y.max()) + 1
+            onehot = torch.nn.functional.one_hot(y.long(), C).to(h.dtype)
+            if name not in self.sums:
+                self.sums[name] = h.new_zeros(self.queue, C, h.shape[1])
+                self.counts[name] = h.new_zeros(self.queue, C, h.shape[1])
+            hd = h.detach()
+            mask = (hd > NSR_FIRING).to(h.dtype) if firing else None
+            self.sums[name][self.slot] = onehot.T @ hd
+            self.counts[name][self.slot] = onehot.T @ mask if firing else onehot.sum(0).unsqueeze(1)
+            means = self.sums[name].sum(0) / self.counts[name].sum(0).clamp_min(1)
+            d = h - onehot @ means
+            if firing:
+                d = d * mask
+                total = total + lam * d.square().sum() / mask.sum().clamp_min(1)
+            else:
+                total = total + lam * d.square().mean()
+        self.slot = (self.slot + 1) % self.queue
+        return total if isinstance(total, Tensor) else torch.zeros(())
+
+    def state_dict(self) -> dict:
+        return {"layers": list(self.layers), "lams": list(self.lams), "queue": self.queue, "slot": self.slot,
+                "sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if list(state["layers"]) != self.layers or int(state["queue"]) != self.queue:
+            raise ValueError(f"the state is of layers {state['layers']} with a queue of {state['queue']}, "
+                             f"not {self.layers} with {self.queue}")
+        self.lams, self.slot = [float(v) for v in state["lams"]], int(state["slot"])
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []

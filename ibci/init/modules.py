@@ -1,0 +1,172 @@
+"""IBCI, LSUV and the base draws on any `nn.Module`, found and fed through forward hooks.
+
+The layers initialized are the model's `nn.Linear` and `nn.Conv2d`, in the
+order one forward pass reaches them. Each is initialized in turn from the
+inputs it actually receives once the layers before it are initialized,
+whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
+residual additions): a forward pre-hook on the layer takes its input and
+stops the pass there. A candidate neuron's response is its output through
+`activation` (ReLU by default, the paper's), a conv filter's pooled over
+positions (`conv_pool`, as `ibci.init.conv` does for the suite's CNN); the
+last layer's responses are its logits. Scores, quotas and the campaign are
+`ibci.init.campaign`'s. Weights keep PyTorch's layouts ([out, in] and
+[out, in, kh, kw]); a conv filter is a candidate flattened to in * kh * kw
+numbers, with the fans PyTorch gives a Conv2d.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UserError
+from . import campaign
+from .bases import draw_biases, orthonormal, pool_size, sample_base
+from .lsuv import unit_variance_
+from .stack import subsample
+
+LAYERS = (nn.Linear, nn.Conv2d)
+ACTIVATIONS = {"relu": torch.relu, "identity": lambda t: t, "gelu": F.gelu, "tanh": torch.tanh}
+CHUNK = 1000  # images a pass holds at once: a conv layer's inputs for 60,000 images would not fit
+
+
+class _Stop(Exception):
+    """Raised by a pre-hook once it has the input it wanted: the rest of the forward pass is not needed."""
+
+
+def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Linear and Conv2d, in the order a forward pass on x reaches them (each once)."""
+    names = {m: n for n, m in model.named_modules()}
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda m, _: order.append(m) if m not in order else None)
+             for m in model.modules() if isinstance(m, LAYERS)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        raise UserError(f"x of shape {list(x.shape)} does not fit the model: {str(e).splitlines()[0]}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        raise UserError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv2d to initialize")
+    for m in order:
+        if isinstance(m, nn.Conv2d) and m.groups != 1:
+            raise UserError(f"{names[m]} is a grouped convolution (groups={m.groups}); init_ takes groups=1 only")
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise UserError(f"the model's output must be logits [N, classes]; it gives {_shape(out)}")
+    return [(names[m], m) for m in order]
+
+
+def _shape(out) -> str:
+    return f"shape {list(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+
+
+def fans(layer: nn.Module) -> tuple[int, int, int]:
+    """(fan_in, fan_out, neurons) as PyTorch computes the fans (a conv's count its kernel area)."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features, layer.out_features
+    area = layer.kernel_size[0] * layer.kernel_size[1]
+    return layer.in_channels * area, layer.out_channels * area, layer.out_channels
+
+
+def inputs_of(model: nn.Module, layer: nn.Module, x: Tensor):
+    """The inputs `layer` receives on x, chunk by chunk (each pass stops at the layer)."""
+    got = []
+
+    def take(_, args):
+        got.append(args[0].detach())
+        raise _Stop
+
+    hook = layer.register_forward_pre_hook(take)
+    try:
+        for start in range(0, x.shape[0], CHUNK):
+            try:
+                model(x[start : start + CHUNK])
+            except _Stop:
+                pass
+            yield got.pop()
+    finally:
+        hook.remove()
+
+
+def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, act, conv_pool: str) -> Tensor:
+    """[n, K] responses of K candidate neurons (columns of `candidates` [fan_in, K]) on the layer's inputs."""
+    if isinstance(layer, nn.Linear):
+        return act(inp @ candidates + bias)
+    filters = candidates.T.reshape(-1, layer.in_channels, *layer.kernel_size)
+    z = act(F.conv2d(inp, filters, None, layer.stride, layer.padding, layer.dilation) + bias)
+    return z.mean((2, 3)) if conv_pool == "mean" else z.amax((2, 3))
+
+
+def _write(layer: nn.Module, W: Tensor, b: Tensor | None) -> None:
+    """Columns W [fan_in, neurons] (and biases [neurons]) into the layer, in PyTorch's layout."""
+    layer.weight.copy_(W.T.reshape(layer.weight.shape))
+    if layer.bias is not None and b is not None:
+        layer.bias.copy_(b)
+
+
+@torch.no_grad()
+def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base: dict, init: dict,
+                 generator: torch.Generator, activation: str = "relu", conv_pool: str = "mean") -> list[dict]:
+    """Initialize every Linear and Conv2d of `model` in forward order, in place; returns one dict per layer.
+
+    `base` and `init` are the config groups' dicts (`ibci.init.api.configs`):
+    vanilla draws each layer from the base; lsuv draws, then rescales each
+    layer in turn to unit output variance on a batch; ibci/tie/iim elect each
+    layer's neurons from a pool drawn from the base, scored on (x, y).
+    """
+    layers = find_layers(model, x[:2])
+    act = ACTIVATIONS[activation]
+    if init["name"] in ("ibci", "tie", "iim"):
+        x, y = subsample(x, y, init.get("num_samples"), generator)
+    method, n_layers = init["name"], len(layers)
+    tie_weights = campaign.tie_weights(method, n_layers, init.get("tie_weights")) if method in ("ibci", "tie", "iim") \
+        else None
+    out = [dict(layer=name, kind=type(layer).__name__, fan_in=fans(layer)[0], neurons=fans(layer)[2])
+           for name, layer in layers]
+    if tie_weights is None:
+        # All weights first, then the biases, as the suite draws a stack: a model's weights do not depend on its bias.
+        draws = []
+        for _, layer in layers:
+            fan_in, fan_out, n_out = fans(layer)
+            draws.append(orthonormal(fan_in, n_out, generator) if init.get("orthonormal") else
+                         sample_base(base["name"], fan_in, fan_out, n_out, generator, base["std"]))
+        biases = draw_biases([(fans(m)[0], fans(m)[2]) for _, m in layers], [generator], base["bias"])
+        for (_, layer), W, b in zip(layers, draws, biases):
+            _write(layer, W, b[0])
+        if method == "lsuv":
+            x = subsample(x, y, init["num_samples"], generator)[0]  # after the draws, as the suite's LSUV takes it
+            for l, (_, layer) in enumerate(layers):
+                if l < n_layers - 1 or init["output_layer"]:
+                    out[l]["rescalings"] = _lsuv_layer(model, layer, x, init["tol"], init["max_iter"])
+        return out
+    bias = float(base["bias"])
+    for l, (name, layer) in enumerate(layers):
+        fan_in, fan_out, n_out = fans(layer)
+        K = pool_size(n_out, init["pool_factor"], init["max_pool"])
+        candidates = sample_base(base["name"], fan_in, fan_out, K, generator, base["std"])
+        last = l == n_layers - 1
+        R = torch.cat([responses(layer, inp, candidates, bias, (lambda t: t) if last else act, conv_pool)
+                       for inp in inputs_of(model, layer, x)])
+        scores = campaign.pool_scores(R, y, num_classes, tie_weights[l])
+        del R
+        W, info = campaign.elect_from_scores(scores, candidates, tie_weights[l], n_out, num_classes,
+                                             init["orthogonal_scope"])
+        info.pop("pool")
+        _write(layer, W, torch.full((n_out,), bias))
+        out[l].update(info)
+    return out
+
+
+def _lsuv_layer(model: nn.Module, layer: nn.Module, x: Tensor, tol: float, max_iter: int) -> int:
+    """LSUV's step for one layer of any model: rescale its weight until its output variance on x is 1."""
+    inp = torch.cat(list(inputs_of(model, layer, x)))
+    W = layer.weight.unsqueeze(0)  # a stack of one model: unit_variance_ rescales it in place
+
+    def output() -> Tensor:
+        return layer(inp).unsqueeze(0)
+
+    _, counts = unit_variance_(W, output, tol, max_iter)
+    return int(counts[0])
