@@ -16,7 +16,8 @@ SCOPES = ("global", "per_class")  # init.orthogonal_scope: novelty against every
 CONV_POOLS = ("mean", "max")  # init.conv_pool: how a conv candidate's feature map becomes one response
 BASES = ("xavier", "he", "normal", "authors")  # base=...
 UNIFORM_BIAS = "uniform"  # base.bias: a constant, or this word for nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-REGS = ("none", "nsr")  # reg=...
+REGS = ("none", "nsr", "l1", "l2", "jacobian")  # reg=...
+GENERAL_REGS = ("l1", "l2", "jacobian")  # the regularizers only the general engine trains (ibci.train.general)
 NSR_READINGS = ("logits", "penultimate", "largest", "every")  # reg.reading: which layers NSR penalizes
 PROTOCOLS = ("min", "heldout")  # min: the paper's minimal test error; heldout: the epoch picked on held-out images
 

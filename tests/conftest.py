@@ -28,14 +28,15 @@ def toy_data():
 
 
 def _train_alone(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, batch_size: int,
-                 lr: float, image_shape: tuple = (), penalty=None) -> torch.nn.Module:
+                 lr: float, image_shape: tuple = (), penalty=None, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> torch.nn.Module:
     """What a stacked engine must match for one seed: `net` trained by torch.optim.SGD, seeing the
     batches the engine gives that seed (its "data" generator's permutations, the last batch smaller).
     `penalty(y)`, called after each forward pass, joins the loss (`ibci.NSR`)."""
     from ibci import seeding
 
     g = seeding.generator(seed, "data")
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     for _ in range(epochs):
         order = torch.randperm(x.shape[0], generator=g)
         for start in range(0, x.shape[0], batch_size):

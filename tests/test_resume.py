@@ -27,6 +27,7 @@ CASES = {
     "mlp": ["init=ibci", "depth=2"],
     "mlp-nsr": ["reg=nsr", "reg.reading=largest", "reg.lambda=0.5", "hidden=[32,16]"],
     "cnn": ["net=cnn", "hidden=[4,6,16]", "init=lsuv", "epochs=8"],
+    "general": ["reg=l2", "hidden=[16]"],  # the general engine (ibci.train.general)
 }
 
 

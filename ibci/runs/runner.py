@@ -43,15 +43,17 @@ from ..data import load_data, split_heldout
 from ..errors import UserError
 from ..files import atomic_write, write_json
 from ..init import conv as conv_init
+from ..init.bases import init_base
 from ..init.stack import initialize
 from ..nets.cnn import StackedCNN
-from ..nets.mlp import StackedMLP, hidden_widths, is_cnn, network_name
+from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths, is_cnn, network_name
 from ..train import cnn as cnn_engine
 from ..train import mlp as engine
-from ..train import nsr
+from ..nets.modules import cnn_modules, mlp_modules
+from ..train import general, nsr
 from ..train.history import History
 from . import memory, records
-from ..vocab import HELDOUT_SIZE
+from ..vocab import GENERAL_REGS, HELDOUT_SIZE
 from .validate import validate
 
 _DATA_CACHE: dict = {}
@@ -183,9 +185,12 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     device = torch.device(first["device"])
     ckpt_path = checkpoint_path(first, stack)
     resumed = read_checkpoint(ckpt_path, stack, device, log)
-    # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP.
+    # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP. A regularizer only autograd
+    # computes (L1, L2, Jacobian) trains on the general engine, the network as ordinary nn.Modules.
     init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
+    if first.get("reg", {}).get("name") in GENERAL_REGS:
+        fit = general_fit(first)
     if resumed is None:
         models, infos = [], []
         for cfg in cells:
@@ -271,6 +276,29 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
         out.append(rec)
     ckpt_path.unlink(missing_ok=True)  # every record is written: nothing left to resume
     return out
+
+
+def general_fit(cfg: dict) -> Callable:
+    """engine.train's signature over the general engine (ibci.train.general), with the cell's regularizer."""
+    reg = cfg["reg"]
+    recipe = general.Recipe(lr=float(cfg["lr"]), l1=float(reg.get("strength", 0)) if reg["name"] == "l1" else 0.0,
+                            weight_decay=float(reg.get("weight_decay", 0)),
+                            jacobian=float(reg.get("strength", 0)) if reg["name"] == "jacobian" else 0.0,
+                            projections=int(reg.get("projections", 1)))
+    cnn = is_cnn(cfg)
+
+    def fit(model, x, y, data_seeds, epochs, batch_size, lr, eval_sets, on_epoch, resume=None, save=None):
+        if model is None:  # resumed: any draw of the right shapes will do, the checkpoint's values replace it
+            gens = [torch.Generator() for _ in data_seeds]
+            widths = hidden_widths(cfg)
+            model = conv_init.init_base(widths, gens, "he") if cnn else init_base([x.shape[1], *widths, N_CLASSES],
+                                                                                   gens, "he")
+        modules = cnn_modules(model) if cnn else mlp_modules(model)
+        return general.train(modules, x, y, data_seeds, epochs, batch_size, recipe, eval_sets, on_epoch,
+                             image_shape=(1, 28, 28) if cnn else (), dropout_seed=data_seeds[0], resume=resume,
+                             save=save)
+
+    return fit
 
 
 # An automatic `checkpoint_every` keeps about this many seconds of training at risk.

@@ -125,6 +125,11 @@ def _validate(cfg: dict, here: bool) -> None:
 
 def _check_reg(reg: dict, n_layers: int) -> None:
     _one_of("reg", reg["name"], REGS)
+    for key in {"l1": ["strength"], "l2": ["weight_decay"], "jacobian": ["strength"]}.get(reg["name"], []):
+        if not _is_number(reg[key]) or reg[key] < 0:
+            raise UserError(f"reg.{key}={reg[key]!r} must be a non-negative number")
+    if reg["name"] == "jacobian":
+        _positive_int("reg.projections", reg["projections"])
     if reg["name"] != "nsr":
         return
     _positive_int("reg.queue_batches", reg["queue_batches"])
@@ -166,8 +171,8 @@ def check_cnn(cfg: dict) -> None:
         raise UserError(f"hidden={widths!r} must hold 3 widths for net=cnn: conv1 filters, conv2 filters, "
                         "hidden units")
     reg = cfg.get("reg", {}).get("name", "none")
-    if reg != "none":
-        raise UserError(f"reg={reg} is implemented for MLPs only; net=cnn trains with reg=none")
+    if reg == "nsr":
+        raise UserError("reg=nsr is implemented for MLPs only; net=cnn trains with reg=none, l1, l2 or jacobian")
     if cfg["base"]["name"] == "authors":
         raise UserError("base=authors is the std of the authors' MLP campaign; net=cnn takes xavier, he or normal")
     init = cfg["init"]

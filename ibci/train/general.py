@@ -1,0 +1,206 @@
+"""The general stacked engine: S copies of any nn.Module trained as one, by autograd.
+
+`torch.func.stack_module_state` stacks the copies' parameters and buffers
+([S, ...] each), `functional_call` runs the module on one copy's slice and
+`vmap` maps it over all S, so a step is one batched forward and backward pass
+whatever S is. Each copy keeps its own data order (the other engines'
+orders: `generator(seed, "data")`), its own SGD state (momentum, weight
+decay) and its own BatchNorm statistics; Dropout draws differ between copies.
+Penalties join the loss: L1 on the weights, the Frobenius norm of the
+input-output Jacobian by random projections (Hoffman et al., 2019), NSR on
+the logits (the official queue of class means, `ibci.train.nsr`). It trains
+what the hand-written engines do not cover; on their cells it computes what
+they compute (tests/test_general.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, stack_module_state, vjp, vmap
+
+from ..seeding import generator
+from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+from .nsr import NSR_FIRING  # noqa: F401  (the logits' penalty needs no firing mask; kept for the hidden-layer one)
+
+EVAL_CHUNK = 1000  # images an evaluation pass holds at once
+
+
+@dataclass
+class Recipe:
+    """What the loss and the update are made of, beyond the mean cross-entropy and plain SGD."""
+
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0  # L2, as torch.optim.SGD adds it to the gradient
+    l1: float = 0.0  # strength of sum |w| over the weight matrices and filters (not the biases)
+    jacobian: float = 0.0  # strength of ||d logits / d x||_F^2 / 2, averaged over the batch
+    projections: int = 1  # random directions per sample for the Jacobian's estimate
+    nsr: float = 0.0  # NSR's weight on the logits
+    nsr_queue: int = 5
+
+
+def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
+    """The per-copy loss of one batch, a function of (params, buffers, x, y, v, queue) for grad and vmap.
+
+    Returns (loss, (cross-entropy + penalties as reported, new buffers, this batch's class sums and counts)).
+    """
+    weights = [k for k, p in base.named_parameters() if p.dim() > 1]
+
+    def loss(params, buffers, x, y, v, queue_sums, queue_counts):
+        buffers = {k: t.clone() for k, t in buffers.items()}  # BatchNorm updates them in place
+        out = functional_call(base, (params, buffers), (x,))
+        total = F.cross_entropy(out, y)
+        if recipe.l1:
+            total = total + recipe.l1 * sum(params[k].abs().sum() for k in weights)
+        if recipe.jacobian:
+            def f(inp):
+                return functional_call(base, (params, {k: t.clone() for k, t in buffers.items()}), (inp,))
+
+            _, pull = vjp(f, x)
+            # E_v ||v^T J||^2 = ||J||_F^2 / C for v uniform on the unit sphere of R^C: C / n_proj * sum.
+            frob = sum(pull(v[k])[0].square().sum() for k in range(v.shape[0])) * num_classes / v.shape[0]
+            total = total + recipe.jacobian / 2 * frob / x.shape[0]
+        sums = counts = queue_sums[0]
+        if recipe.nsr:
+            onehot = (y.unsqueeze(1) == torch.arange(num_classes, device=y.device)).to(out.dtype)  # one_hot checks y.max(): no vmap
+            sums = onehot.T @ out.detach()
+            counts = onehot.sum(0).unsqueeze(1).expand_as(sums)
+            means = (queue_sums.sum(0) + sums) / (queue_counts.sum(0) + counts).clamp_min(1)
+            total = total + recipe.nsr * (out - onehot @ means).square().mean()
+        return total, (total.detach(), buffers, sums, counts)
+
+    return loss
+
+
+def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds: list[int], epochs: int,
+          batch_size: int, recipe: Recipe, eval_sets: dict[str, tuple[Tensor, Tensor]], on_epoch=None,
+          image_shape: tuple = (), dropout_seed: int = 0, resume: dict | None = None,
+          save: Callable | None = None) -> tuple[list[nn.Module], History]:
+    """Train `models` (copies of one architecture) as one stack; evaluate every split after each epoch.
+
+    Model i sees the batches of `data_seeds[i]` (the hand-written engines'
+    orders), the last batch of an epoch smaller when batch_size does not
+    divide the training set; inputs are reshaped to `image_shape` when given
+    ((1, 28, 28) for a CNN). A model whose loss or parameters stop being
+    finite is recorded as diverged, zeroed and frozen. Dropout's draws come
+    from the global generator seeded with `dropout_seed`. `save`/`resume`
+    checkpoint the loop as the other engines' do. Returns the trained models
+    (in place of the given ones: new modules holding the stacked results) and
+    the History.
+    """
+    S, n, device = len(models), x_train.shape[0], x_train.device
+    base = copy.deepcopy(models[0]).to("meta")
+    params, buffers = stack_module_state(models)
+    params = {k: p.detach().clone() for k, p in params.items()}
+    momentum = {k: None for k in params}
+    probe = copy.deepcopy(models[0]).eval()  # eval: BatchNorm on its statistics, whatever the batch
+    with torch.no_grad():
+        num_classes = int(probe(x_train[:2].view(-1, *image_shape) if image_shape else x_train[:2]).shape[1])
+    seeds = sorted(set(data_seeds))
+    gens = {s: generator(s, "data") for s in seeds}
+    jac_gens = {s: generator(s, "jacobian") for s in seeds}
+    row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
+    active = torch.ones(S, device=device)
+    hist = new_history(S, epochs, eval_sets)
+    queue = max(1, recipe.nsr_queue)
+    sums = torch.zeros(S, queue, num_classes, num_classes, device=device)
+    counts = torch.zeros_like(sums)
+    slot, first = 0, 1
+    torch.manual_seed(dropout_seed)
+    if resume is not None:
+        params, buffers = dict(resume["params"]), dict(resume["buffers"])
+        momentum = {k: resume["momentum"].get(k) for k in params}
+        for s, state in zip(seeds, resume["gens"]):
+            gens[s].set_state(state)
+        for s, state in zip(seeds, resume["jac_gens"]):
+            jac_gens[s].set_state(state)
+        torch.set_rng_state(resume["rng"])
+        sums, counts, slot = resume["sums"], resume["counts"], int(resume["slot"])
+        active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
+    step_fn = vmap(grad(_loss(base, recipe, num_classes), has_aux=True), randomness="different")
+
+    def logits(x: Tensor) -> Tensor:
+        base.eval()
+        fwd = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)), in_dims=(0, 0, None))
+        with torch.no_grad():
+            out = torch.cat([fwd(params, buffers, x[i : i + EVAL_CHUNK].view(-1, *image_shape) if image_shape
+                                 else x[i : i + EVAL_CHUNK]) for i in range(0, x.shape[0], EVAL_CHUNK)], dim=1)
+        base.train()
+        return out
+
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        out = logits(x)
+        return (out.argmax(-1) != y).float().mean(1) * 100, intra_class_variance(out.double(), y).float()
+
+    def state(epoch: int) -> dict:
+        return {"epoch": epoch, "params": params, "buffers": buffers, "momentum": momentum, "active": active,
+                "gens": [gens[s].get_state() for s in seeds], "jac_gens": [jac_gens[s].get_state() for s in seeds],
+                "rng": torch.get_rng_state(), "sums": sums, "counts": counts, "slot": slot, "hist": hist.state_dict()}
+
+    if resume is None:
+        record_epoch(hist, 0, stats, eval_sets, active)
+        if on_epoch:
+            on_epoch(0, hist)
+    base.train()
+    for epoch in range(first, epochs + 1):
+        orders = torch.stack([torch.randperm(n, generator=gens[s]) for s in seeds]).to(device)[row]
+        loss_sum = torch.zeros(S, device=device)
+        steps = 0
+        for start in range(0, n, batch_size):
+            idx = orders[:, start : start + batch_size]  # [S, B]
+            xb = x_train[idx]
+            if image_shape:
+                xb = xb.view(S, idx.shape[1], *image_shape)
+            v = _directions(recipe, jac_gens, seeds, row, idx.shape[1], num_classes, device)
+            others = torch.cat([sums[:, :slot], sums[:, slot + 1 :]], 1) if recipe.nsr else sums[:, :1]
+            other_counts = torch.cat([counts[:, :slot], counts[:, slot + 1 :]], 1) if recipe.nsr else counts[:, :1]
+            grads, (losses, buffers, new_sums, new_counts) = step_fn(params, buffers, xb, y_train[idx], v, others,
+                                                                     other_counts)
+            if recipe.nsr:
+                sums[:, slot], counts[:, slot] = new_sums, new_counts
+                slot = (slot + 1) % queue
+            with torch.no_grad():
+                for k, p in params.items():
+                    g = grads[k]
+                    if recipe.weight_decay:
+                        g = g + recipe.weight_decay * p
+                    if recipe.momentum:
+                        momentum[k] = g.clone() if momentum[k] is None else momentum[k].mul_(recipe.momentum).add_(g)
+                        g = momentum[k]
+                    p.sub_(g * (recipe.lr * active.view(-1, *(1,) * (p.dim() - 1))))
+            loss_sum += losses
+            steps += 1
+        losses = loss_sum / steps
+        with torch.no_grad():
+            finite = torch.isfinite(losses)
+            for p in params.values():
+                finite &= p.flatten(1).isfinite().all(1)
+            newly = freeze_diverged(hist, epoch, finite, active, list(params.values()))
+            if newly.any():
+                sums[newly], counts[newly] = 0.0, 0.0
+        record_epoch(hist, epoch, stats, eval_sets, active, losses)
+        if on_epoch:
+            on_epoch(epoch, hist)
+        if save is not None:
+            save(epoch, lambda: state(epoch))
+    out = []
+    for s in range(S):
+        m = copy.deepcopy(models[s])
+        m.load_state_dict({**{k: p[s] for k, p in params.items()}, **{k: b[s] for k, b in buffers.items()}})
+        out.append(m)
+    return out, hist
+
+
+def _directions(recipe: Recipe, gens: dict, seeds: list[int], row: Tensor, B: int, C: int, device) -> Tensor:
+    """Random unit directions [S, projections, B, C] for the Jacobian's estimate, each model's from its seed."""
+    if not recipe.jacobian:
+        return torch.zeros(len(row), 1, 1, 1, device=device)
+    per_seed = torch.stack([torch.randn(recipe.projections, B, C, generator=gens[s]) for s in seeds]).to(device)
+    v = per_seed[row]
+    return v / v.norm(dim=-1, keepdim=True)

@@ -1,0 +1,88 @@
+"""The general stacked engine (ibci.train.general): on the cells the hand-written engines train it computes what
+they compute, and what they cannot (momentum, weight decay, L1, Jacobian, BatchNorm, Dropout) as a single model
+trained alone with torch.optim.SGD computes it."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ibci import seeding
+from ibci.init.bases import init_base
+from ibci.train import general
+from ibci.nets.modules import cnn_modules, mlp_modules
+from ibci.train import mlp as engine
+
+
+@pytest.mark.parametrize("nsr", [0.0, 0.5])
+def test_on_a_plain_mlp_it_follows_the_hand_written_engine(toy_data, nsr):
+    x, y = toy_data
+    stack = init_base([784, 32, 16, 10], [seeding.generator(s, "init") for s in (0, 1, 2)], "he", bias=0.01)
+    evals = {"test": (x[:200], y[:200])}
+    _, fast = engine.train(stack.clone(), x, y, [0, 1, 2], 3, 64, 0.1, evals, nsr_lams=[nsr] if nsr else None)
+    _, ours = general.train(mlp_modules(stack), x, y, [0, 1, 2], 3, 64, general.Recipe(lr=0.1, nsr=nsr), evals)
+    assert torch.allclose(ours.train_loss[1:], fast.train_loss[1:], rtol=1e-4)
+    assert torch.allclose(ours.errors["test"], fast.errors["test"], atol=0.51)  # at most one image of 200 flips
+
+
+def test_momentum_weight_decay_l1_batchnorm_as_a_single_model_trained_alone(toy_data, train_alone):
+    x, y = toy_data
+
+    def net():
+        return nn.Sequential(nn.Linear(784, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 10))
+
+    models = [net() for _ in range(2)]
+    recipe = general.Recipe(lr=0.05, momentum=0.9, weight_decay=1e-3, l1=1e-5)
+    trained, _ = general.train([copy.deepcopy(m) for m in models], x, y, [0, 1], 2, 64, recipe, {})
+    for s, m in enumerate(models):
+        l1 = lambda _y, m=m: recipe.l1 * sum(p.abs().sum() for p in m.parameters() if p.dim() > 1)  # noqa: E731
+        alone = train_alone(m, x, y, s, epochs=2, batch_size=64, lr=0.05, penalty=l1, momentum=0.9,
+                            weight_decay=1e-3)
+        for p, q in zip(alone.state_dict().values(), trained[s].state_dict().values()):
+            assert torch.allclose(p.float(), q.float(), atol=2e-4), (p - q).abs().max()
+
+
+def test_the_jacobian_estimate_is_the_frobenius_norm_on_average():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    x = torch.randn(4, 6)
+    exact = sum(torch.autograd.functional.jacobian(net, x[i : i + 1]).square().sum() for i in range(4)) / 4
+    base = copy.deepcopy(net).to("meta")
+    loss = general._loss(base, general.Recipe(lr=0.1, jacobian=2.0, projections=4000), 3)
+    params, buffers = dict(net.named_parameters()), {}
+    v = torch.randn(4000, 4, 3)
+    v = v / v.norm(dim=-1, keepdim=True)
+    y = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy(net(x), y)
+    got = loss({k: p.detach() for k, p in params.items()}, buffers, x, y, v, torch.zeros(1, 3, 3),
+               torch.zeros(1, 3, 3))[0] - ce
+    assert got.item() == pytest.approx(exact.item(), rel=0.05)  # strength 2 times the half-norm
+
+
+def test_dropout_draws_differ_between_copies_and_repeat_with_the_seed(toy_data):
+    x, y = toy_data
+    base = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+    runs = [general.train([copy.deepcopy(base) for _ in range(2)], x, y, [0, 0], 1, 64, general.Recipe(lr=0.1), {},
+                          dropout_seed=seed)[0] for seed in (1, 1, 2)]
+    w = [[m[0].weight for m in r] for r in runs]
+    assert not torch.equal(w[0][0], w[0][1])  # same data order, other dropout masks
+    assert torch.equal(w[0][0], w[1][0]) and not torch.equal(w[0][0], w[2][0])
+
+
+def test_on_the_cnn_it_follows_the_cnn_engine_and_a_model_trained_alone(toy_data, train_alone):
+    from ibci.init import conv as conv_init
+    from ibci.train import cnn as cnn_engine
+
+    x, y = toy_data
+    stack = conv_init.init_base([4, 6, 16], [seeding.generator(s, "init") for s in (0, 1)], "he")
+    evals = {"test": (x[:200], y[:200])}
+    trained, fast = cnn_engine.train(stack.clone(), x, y, [0, 1], 2, 64, 0.1, evals)
+    mods, ours = general.train(cnn_modules(stack), x, y, [0, 1], 2, 64, general.Recipe(lr=0.1), evals,
+                               image_shape=(1, 28, 28))
+    assert torch.allclose(ours.train_loss[1:], fast.train_loss[1:], rtol=1e-4)
+    for s in (0, 1):
+        alone = train_alone(cnn_modules(stack)[s], x, y, s, epochs=2, batch_size=64, lr=0.1, image_shape=(1, 28, 28))
+        assert torch.allclose(alone[0].weight, mods[s][0].weight, atol=1e-4)
+        assert torch.allclose(mods[s][0].weight, trained.conv_weights[0][s], atol=1e-4)
