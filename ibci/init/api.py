@@ -24,7 +24,7 @@ BASE_DEFAULTS = dict(bias=0.0, std=None)
 INIT_DEFAULTS = {
     "vanilla": {},
     "lsuv": dict(num_samples=1000, tol=0.02, max_iter=10, output_layer=True, orthonormal=False),
-    "campaign": dict(reading="paper", tie_weights=None, pool_factor=5, max_pool=1000, num_samples=None,
+    "campaign": dict(reading="paper", authors_arithmetic="float32", tie_weights=None, pool_factor=5, max_pool=1000, num_samples=None,
                      orthogonal_scope="global"),
 }
 

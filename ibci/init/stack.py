@@ -72,6 +72,7 @@ def init_stack(
                 w, b, seed_info = authors.ibci_init(
                     sizes, xs, ys, tie_weights, g, bias=base["bias"],
                     pool_factor=init["pool_factor"], max_pool=init["max_pool"], num_classes=num_classes,
+                    arithmetic=init.get("authors_arithmetic", "float64"),  # records from before the key: float64
                 )
             else:
                 w, b, seed_info = campaign.ibci_init(

@@ -75,6 +75,9 @@ def identity(cfg: dict) -> dict:
     out["data"] = {k: v for k, v in cfg["data"].items() if k not in RUNTIME_DATA_KEYS}
     if out.get("hidden") is None:
         out.pop("hidden", None)
+    init = out.get("init", {})
+    if "authors_arithmetic" in init and init.get("reading", "paper") == "paper":  # read by the authors' reading only
+        out["init"] = {k: v for k, v in init.items() if k != "authors_arithmetic"}
     if _reg(cfg) == "none":
         out.pop("reg", None)
     elif out["reg"].get("reading") == "logits":  # the only reading before readings existed

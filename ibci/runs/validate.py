@@ -119,6 +119,8 @@ def _validate(cfg: dict, here: bool) -> None:
             _positive_int("init.num_samples", init["num_samples"])
         _one_of("init.orthogonal_scope", init["orthogonal_scope"], SCOPES)
         _one_of("init.reading", init["reading"], READINGS)
+        if init["reading"] == "authors":
+            _one_of("init.authors_arithmetic", init.get("authors_arithmetic", "float32"), ("float32", "float64"))
         _check_campaign_layers(init, widths)
     check_cnn(cfg)
 
