@@ -15,7 +15,7 @@ PAPER := profile=paper results_dir=$(RESULTS)
 # `make table1 data=fashion`: Tables 1 to 3 on another data set (written as table1_fashion.*, no paper numbers)
 ON := $(if $(data),data=$(data))
 
-.PHONY: help setup test test-slow smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench docs data data-mnist data-fashion clean
+.PHONY: nsr-verdict smoke-nsr-verdict keep-runs help setup test test-slow test-cluster smoke smoke-table1 smoke-table2 smoke-verdict smoke-table3 smoke-table4 table1 table2 table3 table4 verdict bench docs data data-mnist data-fashion clean
 
 help:  ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ test: $(STAMP)  ## Run the test suite (slow tests excluded)
 
 test-slow: $(STAMP)  ## Run only the slow tests
 	$(PY) -m pytest -q -m slow
+
+test-cluster: $(STAMP) data-mnist  ## Run the SLURM tests on a one-node SLURM here (scripts/cluster.sh up installs and starts it unless sinfo answers; root)
+	scripts/cluster.sh up
+	$(PY) -m pytest -q -m cluster tests/cluster
 
 smoke: smoke-table1 smoke-table2 smoke-table3 smoke-table4 smoke-verdict  ## Tables 1 to 4 and the verdict on a tiny budget (2 seeds, 1 epoch, 2,000 images) into $(RESULTS)
 
@@ -88,11 +92,22 @@ verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 pe
 	$(SWEEP) verdict $(PAPER)
 	$(VERDICT) verdict $(PAPER)
 
+nsr-verdict: $(STAMP)  ## The NSR verdict: C1 at n = 10, C3's lambda search (C4-C9 not run yet) -> $(RESULTS)/tables/nsr_verdict.{md,csv}
+	$(SWEEP) nsr_verdict $(PAPER)
+	$(PY) scripts/make_nsr_verdict.py nsr_verdict $(PAPER)
+
+smoke-nsr-verdict: $(STAMP)  ## The NSR verdict on the tiny budget
+	$(SWEEP) nsr_verdict $(SMOKE)
+	$(PY) scripts/make_nsr_verdict.py nsr_verdict $(SMOKE)
+
 bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU's sgemm peak
 	$(PY) scripts/bench.py
 
 docs: $(STAMP)  ## Regenerate docs/*.md from docs/src/ and the reference reports
 	$(PY) scripts/make_docs.py
+
+keep-runs:  ## Stage the finished reference cells' records (record, metrics, config, done; never checkpoints) for a commit
+	@git add $$(for d in results/reference/runs/*/; do [ -f $$d/done ] && echo $$d/record.json $$d/metrics.csv $$d/config.yaml $$d/done; done) && git status --short results/reference/runs | grep -c '^A' || true
 
 clean:  ## Remove generated results (keeps the committed reference results and the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/.hydra

@@ -39,9 +39,9 @@ LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.lau
             "hydra.launcher.timeout_min=5"]
 TABLE = ["experiment=table1", "profile=smoke", "threads=1"]
 TABLE_CELLS = 18
-# About 100 x 0.1-0.3 s: long enough that the kill (KillWait=5 s after SIGTERM, which submitit ignores)
+# About 150 x 0.1-0.3 s: long enough that the kill (KillWait=5 s after SIGTERM, which submitit ignores)
 # lands well before the last epoch, short enough to train twice (on SLURM and here) in about a minute.
-LONG_CELL = ["init=vanilla", "depth=2", "profile=smoke", "seeds=2", "epochs=100", "data.train_limit=20000",
+LONG_CELL = ["init=vanilla", "depth=2", "profile=smoke", "seeds=2", "epochs=150", "data.train_limit=20000",
              "checkpoint_every=1", "threads=1"]
 MIN_RESUME_EPOCH = 3
 
