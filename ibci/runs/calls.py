@@ -108,9 +108,9 @@ def _default(config_dir: str, key: str, groups: dict) -> object:
     return settings.get(key, _MISSING)
 
 
-def _resolve(overrides: list[str], config_dir: str) -> tuple[dict, dict]:
-    """(groups, settings) a list of overrides names, its recipes expanded; the list's own overrides win."""
-    known_groups, defaults, _ = _tree(config_dir)
+def _named(overrides: list[str], config_dir: str) -> tuple[dict, dict]:
+    """(group options, settings) the overrides name themselves; a deleted setting (`~key`) is "~"."""
+    known_groups = _tree(config_dir)[0]
     groups, settings = {}, {}
     for override in overrides:
         key, value = split_override(override)
@@ -120,6 +120,13 @@ def _resolve(overrides: list[str], config_dir: str) -> tuple[dict, dict]:
             groups[key] = None if value is None else str(value)
         else:
             settings[key] = "~" if override.startswith("~") else value
+    return groups, settings
+
+
+def _resolve(overrides: list[str], config_dir: str) -> tuple[dict, dict]:
+    """(groups, settings) a list of overrides names, its recipes expanded; the list's own overrides win."""
+    _, defaults, _ = _tree(config_dir)
+    groups, settings = _named(overrides, config_dir)
     for recipe in RECIPES:
         option = groups.pop(recipe, defaults.get(recipe))
         overlay_groups, overlay_settings = _overlay(_option(config_dir, recipe, option))
@@ -195,16 +202,9 @@ def expected(overrides: list[str], config_dir: Path = CONFIG_DIR) -> dict:
     against Hydra's composition of every experiment's cells).
     """
     config_dir = str(config_dir)
-    known_groups, defaults, primary = _tree(config_dir)
-    named, settings_named = {}, {}
-    for override in overrides:
-        key, value = split_override(override)
-        if key.startswith("hydra"):
-            continue
-        if key in known_groups:
-            named[key] = None if value is None else str(value)
-        elif not override.startswith("~"):
-            settings_named[key] = value
+    _, defaults, primary = _tree(config_dir)
+    named, settings_named = _named(overrides, config_dir)
+    settings_named = {k: v for k, v in settings_named.items() if v != "~"}
     chosen = {**defaults, **named}
     for group, option in list(chosen.items()):
         if option is not None and _is_global(config_dir, group, option):

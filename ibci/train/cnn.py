@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..nets.cnn import KERNEL, SIDE, StackedCNN, chunk, forward_layout, layout
-from ..seeding import generator
+from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
 
 
@@ -66,9 +66,7 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     params = model.parameters()
     for p in params:
         p.requires_grad_(True)
-    seeds = sorted(set(data_seeds))
-    gens = {s: generator(s, "data") for s in seeds}
-    row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
+    seeds, gens, row = data_generators(data_seeds, device)
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
     first = 1
@@ -90,7 +88,7 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
         if on_epoch:
             on_epoch(0, hist)
     for epoch in range(first, epochs + 1):
-        orders = torch.stack([torch.randperm(n, generator=gens[s]) for s in seeds]).to(device)[row]
+        orders = epoch_order(seeds, gens, row, n, device)
         loss_sum = torch.zeros(S, device=device)
         steps = 0
         for start in range(0, n, batch_size):

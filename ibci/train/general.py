@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from ..seeding import generator
+from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
 from .nsr import NSR_FIRING  # noqa: F401  (the logits' penalty needs no firing mask; kept for the hidden-layer one)
 
@@ -102,10 +103,8 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
     probe = copy.deepcopy(models[0]).eval()  # eval: BatchNorm on its statistics, whatever the batch
     with torch.no_grad():
         num_classes = int(probe(x_train[:2].view(-1, *image_shape) if image_shape else x_train[:2]).shape[1])
-    seeds = sorted(set(data_seeds))
-    gens = {s: generator(s, "data") for s in seeds}
+    seeds, gens, row = data_generators(data_seeds, device)
     jac_gens = {s: generator(s, "jacobian") for s in seeds}
-    row = torch.tensor([seeds.index(s) for s in data_seeds], device=device)
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
     queue = max(1, recipe.nsr_queue)
@@ -149,7 +148,7 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
             on_epoch(0, hist)
     base.train()
     for epoch in range(first, epochs + 1):
-        orders = torch.stack([torch.randperm(n, generator=gens[s]) for s in seeds]).to(device)[row]
+        orders = epoch_order(seeds, gens, row, n, device)
         loss_sum = torch.zeros(S, device=device)
         steps = 0
         for start in range(0, n, batch_size):
