@@ -27,7 +27,6 @@ from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 from ..seeding import generator
 from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
-from .nsr import NSR_FIRING  # noqa: F401  (the logits' penalty needs no firing mask; kept for the hidden-layer one)
 
 EVAL_CHUNK = 1000  # images an evaluation pass holds at once
 
