@@ -92,7 +92,7 @@ verdict: $(STAMP)  ## The reproduction verdict: every reading of IBCI, n = 10 pe
 	$(SWEEP) verdict $(PAPER)
 	$(VERDICT) verdict $(PAPER)
 
-nsr-verdict: $(STAMP)  ## The NSR verdict: C1 at n = 10, C3's lambda search (C4-C9 not run yet) -> $(RESULTS)/tables/nsr_verdict.{md,csv}
+nsr-verdict: $(STAMP)  ## The NSR verdict, C1-C9: the cells, the searches, their choices at the test seeds -> $(RESULTS)/tables/nsr_verdict.{md,csv}
 	$(SWEEP) nsr_verdict $(PAPER)
 	$(PY) scripts/make_nsr_verdict.py nsr_verdict $(PAPER)
 
@@ -101,7 +101,7 @@ smoke-nsr-verdict: $(STAMP)  ## The NSR verdict on the tiny budget
 	$(PY) scripts/make_nsr_verdict.py nsr_verdict $(SMOKE)
 
 bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU's sgemm peak
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --json $(RESULTS)/bench.json
 
 docs: $(STAMP)  ## Regenerate docs/*.md from docs/src/ and the reference reports
 	$(PY) scripts/make_docs.py

@@ -120,7 +120,8 @@ def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     A grid experiment (`grid:`) runs every combination; the IBCI verdict
     (`columns:`) runs each column per row in blocks of seeds
     (`ibci.report.verdict.cells`); the NSR verdict (`kind: nsr_verdict`) the
-    cells its claims need (`ibci.report.nsr_verdict.cells`).
+    cells its claims need so far (`ibci.report.nsr_verdict.plan`: with the
+    test cells of every search whose records are all in results_dir).
     """
     if "grid" in spec:
         fixed = list(spec.get("overrides", []))  # the experiment's recipe, which the user's overrides may change
@@ -128,9 +129,14 @@ def experiment_jobs(spec: dict, overrides: list[str]) -> list[list[str]]:
     from .report import nsr_verdict, verdict
     from .runs.calls import setting
 
+    if spec.get("kind") == "nsr_verdict":  # its second stage, the searches' choices, comes from their records
+        from .runs import records
+
+        recs = records.load_records(Path(setting(overrides, "results_dir")))
+        jobs = nsr_verdict.plan(spec, overrides, recs)[1]
+        return [list(j) for j in dict.fromkeys(map(tuple, jobs))]  # a choice may be a cell the first stage has
     seeds, epochs = setting(overrides, "seeds"), setting(overrides, "epochs")
-    cells = nsr_verdict.cells(spec, seeds) if spec.get("kind") == "nsr_verdict" else verdict.cells(spec, seeds, epochs)
-    return [[*overrides, *c["overrides"]] for c in cells]
+    return [[*overrides, *c["overrides"]] for c in verdict.cells(spec, seeds, epochs)]
 
 def check_group_options(overrides: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """Raise UserError for `group=option` whose option has no file in `config_dir/<group>/`.

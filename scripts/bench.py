@@ -10,7 +10,8 @@ In one process, on the same machine:
   (c) this machine's float32 sgemm rate, measured on the spot;
 plus the campaign's time per seed per depth, NSR's overhead on one MLP-4 epoch
 (`nsr_overhead`, the fraction of time NSR adds; the target is at most 0.10),
-the peak RSS of a depth-3 cell, and
+the peak RSS of a depth-3 cell, NSR's time and peak RSS per step on MLP-4
+against plain training (`--json`: for the NSR verdict's C8), and
   (d) the CNN of `net=cnn` (ibci/nets/cnn.py), 5 seeds, one epoch with its test
       evaluation: the stacked engine (grouped convolutions) against the
       conventional loop (nn.Sequential + torch.optim.SGD, one seed after the
@@ -215,6 +216,34 @@ def peak_rss_depth3_cell(threads: int | None) -> float:
     return int(out.stdout.split()[-1]) / 1024
 
 
+NSR_COST_REPEATS = 3  # epochs each child times; the fastest counts
+
+
+def nsr_cost(threads: int | None) -> dict:
+    """NSR's cost per step on MLP-4 (5 seeds, the official lambda, Table 3's recipe) against plain training: the
+    fastest of NSR_COST_REPEATS epochs over its steps, and the peak RSS of a child process that does only that."""
+    code = (
+        "import sys, time, resource; sys.path.insert(0, %r)\n"
+        "from ibci.cli import compose; from ibci.runs.runner import load_splits; from ibci import seeding\n"
+        "from ibci.train import mlp as engine; from ibci.init.bases import init_base\n"
+        "cfg = compose(['experiment=table3', 'net=mlp4', 'epochs=1'] + %r)\n"
+        "s = load_splits(cfg); x, y = s.pop('train'); best = float('inf')\n"
+        "for _ in range(%d):\n"
+        "    m = init_base([784, 256, 100, 10], [seeding.generator(i, 'init') for i in range(5)], 'xavier')\n"
+        "    t = time.perf_counter(); engine.train(m, x, y, list(range(5)), 1, 100, 0.01, {}, nsr_lams=%s)\n"
+        "    best = min(best, time.perf_counter() - t)\n"
+        "print(best / -(-x.shape[0] // 100), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = {"network": "mlp4", "repeats": NSR_COST_REPEATS, "seeds": 5}
+    for name, lams in (("plain", None), ("nsr", [7.4865])):
+        child = code % (str(ROOT), [f"threads={threads}"] if threads else [], NSR_COST_REPEATS, lams)
+        step, rss = subprocess.run([sys.executable, "-c", child], check=True, capture_output=True,
+                                   text=True).stdout.split()[-2:]
+        out.setdefault("time", {})[name] = float(step)
+        out.setdefault("memory", {})[name] = int(rss) / 1024
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -223,6 +252,8 @@ def main() -> None:
                     help="MNIST data root (default: $IBCI_DATA, else data/)")
     ap.add_argument("--cnn-images", type=int, default=60000,
                     help="training images of the CNN's epoch (default: all 60,000; fewer for a quick check)")
+    ap.add_argument("--json", default=None, help="also write the measurements here (the NSR verdict's C8 reads "
+                    "<results_dir>/bench.json)")
     args = ap.parse_args()
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
@@ -239,6 +270,7 @@ def main() -> None:
     camp = campaign_seconds(mnist.x_train, mnist.y_train)
     nsr = nsr_overhead(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test)
     rss = peak_rss_depth3_cell(threads)
+    cost = nsr_cost(threads)
     cnn = cnn_epochs(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, args.cnn_images)
 
     conv_flops = train_flops(layer_sizes(2), 60000) / conv / 1e9
@@ -254,6 +286,8 @@ def main() -> None:
     print(f"{'NSR, MLP-4, 4 cells x 5 seeds: plain / with NSR':44s} {nsr['plain']:9.2f} / {nsr['nsr']:.2f}")
     print(cnn_line(cnn, gemm))
     print(f"peak RSS of a depth-3 cell with 5 seeds: {rss:.0f} MB")
+    print(f"{'NSR, MLP-4, 5 seeds, per step: plain / NSR':44s} {cost['time']['plain'] * 1e3:9.2f} / "
+          f"{cost['time']['nsr'] * 1e3:.2f} ms, peak RSS {cost['memory']['plain']:.0f} / {cost['memory']['nsr']:.0f} MB")
 
     # The paper's protocol: every cell of Tables 1 and 2 (10 per depth) x 5 seeds x 100 epochs, plus campaigns.
     per_depth_cells = PAPER_CELLS // len(DEPTHS)
@@ -265,6 +299,12 @@ def main() -> None:
           f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} protocol_minutes={minutes:.0f} "
           f"nsr_overhead={nsr['overhead']:.3f} cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} "
           f"cnn_peak_fraction={cnn['gflops'] / gemm:.2f}")
+    if args.json:
+        from ibci.files import write_json
+
+        write_json(Path(args.json), {"machine": {"cores": os.cpu_count(), "threads": threads,
+                                                 "torch": torch.__version__, "sgemm_gflops": gemm},
+                                     "nsr_cost": cost, "nsr_overhead": nsr, "peak_rss_depth3_mb": rss})
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@
 Pass the overrides the sweep ran with. Every cell the claims need is found among
 <results_dir>/runs/*/record.json by the call its record keeps (missing cells
 are reported as missing, never guessed), and <results_dir>/tables/ gets
-nsr_verdict.csv (one row per claim x network), nsr_search.csv (C3's lambda
-search) and nsr_verdict.md (the report).
+nsr_verdict.csv (one row per claim x network), nsr_search.csv (every search:
+C3's readings and lambdas, C4's strengths, C9's lambdas), nsr_verdict.md (the
+report) and its figures. C8 reads <results_dir>/bench.json (`make bench`).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ibci import ROOT  # noqa: E402
 from ibci.errors import UserError, report_user_errors  # noqa: E402
 from ibci.experiments import load_experiment  # noqa: E402
 from ibci.files import atomic_write  # noqa: E402
-from ibci.report import nsr_verdict, render  # noqa: E402
+from ibci.report import nsr_verdict, plots, render  # noqa: E402
 from ibci.runs import records  # noqa: E402
 from ibci.runs.calls import setting  # noqa: E402
 
@@ -38,18 +40,23 @@ def main(argv: list[str]) -> int:
         raise UserError(f"experiment {spec['name']!r} is not an NSR verdict (kind: nsr_verdict)")
     overrides = argv[1:]
     seeds = setting(overrides, "seeds")
-    cells = nsr_verdict.cells(spec, seeds)
-    jobs = [[*overrides, *c["overrides"]] for c in cells]  # as scripts/sweep.py trains them
     results_dir = Path(setting(overrides, "results_dir"))
     records.require_runs(results_dir)
-    runs = records.select_runs(records.load_records(results_dir), jobs, what=f"{spec['name']} in {results_dir}")
+    cells, _, runs = nsr_verdict.plan(spec, overrides, records.load_records(results_dir))  # as sweep.py plans
     try:
         paper = pd.read_csv(ROOT / spec["paper"])
     except (OSError, ValueError) as e:
         raise UserError(f"paper: cannot read {ROOT / spec['paper']} ({e})") from None
-    claims, search = nsr_verdict.claims_frame(spec, list(zip(cells, runs)), paper)
-    budget = (f"{int(spec['test_blocks'])} blocks of {seeds} test seeds (n = {int(spec['test_blocks']) * seeds} per "
-              f"cell), {setting(overrides, 'epochs')} epochs, Table 3's recipe; C3's search "
+    found = list(zip(cells, runs))
+    metrics = {r["cell_id"]: pd.read_csv(results_dir / "runs" / r["cell_id"] / "metrics.csv")
+               for c, r in found if r is not None and c["claim"] == "C6"}
+    curves = nsr_verdict.observed_curves(found, metrics)
+    cost_file = results_dir / spec["cost"]
+    cost = json.loads(cost_file.read_text()).get("nsr_cost") if cost_file.is_file() else None
+    claims, search = nsr_verdict.claims_frame(spec, found, paper, curves, cost)
+    budget = (f"{int(spec['test_blocks'])} blocks of {seeds} test seeds for C1 and C3's choice (n = "
+              f"{int(spec['test_blocks']) * seeds} per cell), one block (n = {seeds}) for C4, C5, C6, C7 and C9; "
+              f"{setting(overrides, 'epochs')} epochs, Table 3's recipe; every search "
               f"{spec['search']['seeds']} seeds from {spec['search']['seed_offset']}")
     out = results_dir / "tables"
     try:
@@ -60,11 +67,17 @@ def main(argv: list[str]) -> int:
             print(f"wrote {out / name}")
     except OSError as e:
         raise UserError(f"results_dir={str(results_dir)!r} is not writable ({e.strerror})") from None
+    observed = {c["method"]: r["observation"] for c, r in found if c["claim"] == "C6" and r and "observation" in r}
+    net = spec["observe"]
+    for name, fig in (("nsr_observation1", plots.observation_bars(
+            observed, f"Observation 1 ({net}): penultimate deviation, correct vs misclassified test images")),
+            ("nsr_observation2", plots.observation_curves(curves, f"Observation 2 ({net}): Vanilla vs +NSR"))):
+        for path in plots.save_figure(fig, out / name):
+            print(f"wrote {path}")
     missing = sum(r is None for r in runs)
     counts = claims["verdict"].value_counts()
     print(f"{spec['name']}: {len(runs) - missing}/{len(runs)} cells found; "
-          + ", ".join(f"{counts.get(w, 0)} {w}" for w in ("reproduced", "not reproduced", "inconclusive", "missing",
-                                                           "not run")))
+          + ", ".join(f"{counts.get(w, 0)} {w}" for w in nsr_verdict.WORDS))
     return 0
 
 

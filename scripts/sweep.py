@@ -41,12 +41,22 @@ def main(argv: list[str]) -> None:
     spec = load_experiment(argv[0])
     overrides = argv[1:]
     check_group_options(overrides)
-    jobs = experiment_jobs(spec, overrides)
-    check_added_keys(jobs)
-    cfgs = compose_many(jobs)
-    print(f"{spec['name']}: {len(cfgs)} cells, {cfgs[0]['seeds']} seeds x {cfgs[0]['epochs']} epochs each")
     user_stack = any(o.startswith("stack_cells=") for o in overrides)
-    run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells", cfgs[0]["stack_cells"]))
+    trained: list[list[str]] = []
+    # The NSR verdict's searches name new cells once their records exist: it plans again every few cells (its
+    # choices' test cells first), until no new cell appears.
+    every = int(spec.get("replan_every", 0)) or None
+    while True:
+        jobs = experiment_jobs(spec, overrides)
+        new = [j for j in jobs if j not in trained][:every]
+        if not new:
+            break
+        check_added_keys(new)
+        cfgs = compose_many(new)
+        print(f"{spec['name']}: {len(cfgs)} {'more ' if trained else ''}cells")
+        run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells",
+                                                                                      cfgs[0]["stack_cells"]))
+        trained += new
 
 
 if __name__ == "__main__":

@@ -226,7 +226,6 @@ def test_the_config_names_the_cnn_and_leaves_mlp_cells_alone():
 
 @pytest.mark.parametrize("overrides, parts", [
     (["hidden=[8,16]"], ["hidden=[8, 16]", "3 widths"]),
-    (["reg=nsr"], ["reg=nsr", "MLPs"]),
     (["base=authors"], ["base=authors", "xavier, he or normal"]),
     (["init=ibci", "init.reading=authors"], ["init.reading=authors", "init.reading=paper"]),
     (["init=tie", "init.conv_pool=median"], ["init.conv_pool='median'", "mean, max"]),
@@ -235,6 +234,20 @@ def test_settings_the_cnn_cannot_honour_are_one_line(overrides, parts):
     with pytest.raises(UserError) as e:
         check_cnn(compose(["net=cnn", *overrides]))
     assert "\n" not in str(e.value) and all(p in str(e.value) for p in parts)
+
+
+def test_nsr_on_the_cnn_is_the_general_engines_on_its_logits_and_other_readings_are_refused():
+    from ibci.runs.validate import trains_on_general, validate
+
+    cfg = compose(["net=cnn", "reg=nsr"])
+    validate(cfg)
+    assert trains_on_general(cfg) and not trains_on_general(compose(["net=cnn"]))
+    for overrides, part in ((["reg=nsr", "reg.reading=penultimate"], "reg.reading=logits"),
+                            (["batchnorm=true"], "batchnorm and dropout are for MLPs"),
+                            (["reg=nsr", "observe=true"], "observe=true is for MLPs")):
+        with pytest.raises(UserError) as e:
+            validate(compose(["net=cnn", *overrides]))
+        assert "\n" not in str(e.value) and part in str(e.value), str(e.value)
 
 
 def test_a_cnn_cell_writes_the_same_record_and_curves_as_an_mlp(small_cfg):

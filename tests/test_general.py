@@ -86,3 +86,27 @@ def test_on_the_cnn_it_follows_the_cnn_engine_and_a_model_trained_alone(toy_data
         alone = train_alone(cnn_modules(stack)[s], x, y, s, epochs=2, batch_size=64, lr=0.1, image_shape=(1, 28, 28))
         assert torch.allclose(alone[0].weight, mods[s][0].weight, atol=1e-4)
         assert torch.allclose(mods[s][0].weight, trained.conv_weights[0][s], atol=1e-4)
+
+
+def test_the_suite_trains_batchnorm_dropout_and_observing_cells_and_says_so_in_their_records(small_cfg):
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    import run
+
+    for overrides, net in ((["batchnorm=true", "reg=nsr"], "d2bn"), (["dropout=0.2"], "d2do0.2")):
+        rec = run.run_cell(small_cfg(*overrides, "threads=1"))
+        assert rec["cell"]["net"] == net and rec["cell_id"].split("-")[2] == net
+        assert len(rec["seeds"]) == 2 and all(s["min_error"] is not None for s in rec["seeds"])
+    plain = run.run_cell(small_cfg("threads=1"))
+    cfg = small_cfg("observe=true", "reg=nsr", "threads=1")
+    rec = run.run_cell(cfg)
+    metrics = pd.read_csv(Path(cfg["results_dir"]) / "runs" / rec["cell_id"] / "metrics.csv")
+    assert {"train_error", "train_ce", "train_intra_var", "test_ce"} <= set(metrics.columns)
+    assert (metrics[metrics["epoch"] == 0]["train_ce"] > 1.5).all()  # an untrained net: about ln 10
+    obs = json.loads((Path(cfg["results_dir"]) / "runs" / rec["cell_id"] / "record.json").read_text())["observation"]
+    n = [[a + b for a, b in zip(r, w)] for r, w in zip(obs["n_correct"], obs["n_wrong"])]
+    assert all(sum(row) == 10000 for row in n)  # every test image counted once, per seed
+    assert "train_ce" not in pd.read_csv(Path(cfg["results_dir"]) / "runs" / plain["cell_id"] / "metrics.csv")

@@ -255,3 +255,27 @@ def test_nsr_checkpoints_its_queues():
         assert torch.equal(later.penalty(y), want)
     with pytest.raises(ValueError, match="queue of 2"):
         ibci.NSR(net, lam=0.2, queue=3).load_state_dict(first.state_dict())
+
+
+def test_deviation_by_outcome_is_each_groups_mean_squared_distance_to_its_class_mean():
+    import numpy as np
+
+    from ibci import seeding
+    from ibci.init.bases import init_base
+    from ibci.train.nsr import deviation_by_outcome
+
+    torch.manual_seed(0)
+    x, y = torch.randn(300, 6), torch.randint(0, 3, (300,))
+    model = init_base([6, 5, 4, 3], [seeding.generator(s, "init") for s in range(2)], "he")
+    got = deviation_by_outcome(model, x, y)
+    for s in range(2):
+        h = torch.relu(torch.relu(x @ model.weights[0][s] + model.biases[0][s]) @ model.weights[1][s]
+                       + model.biases[1][s]).double().numpy()
+        pred = (torch.from_numpy(h).float() @ model.weights[2][s] + model.biases[2][s]).argmax(1).numpy()
+        for c in range(3):
+            cls = y.numpy() == c
+            dev = ((h - h[cls].mean(0)) ** 2).mean(1)
+            for name, mask in (("correct", cls & (pred == c)), ("wrong", cls & (pred != c))):
+                want = dev[mask].mean() if mask.any() else np.nan
+                assert np.isclose(got[name][s, c].item(), want, rtol=1e-5, equal_nan=True)
+                assert got[f"n_{name}"][s, c].item() == mask.sum()

@@ -57,14 +57,17 @@ def is_cnn(cfg: dict) -> bool:
 def network_name(cfg: dict) -> str:
     """How cell ids and tables name a config's network.
 
-    `d3` for the paper's MLPs, `h256x100` for given widths; `cnn` for the CNN
+    `d3` for the paper's MLPs, `h256x100` for given widths (`h256x100bn` with
+    BatchNorm, `h256x100do0.2` with Dropout); `cnn` for the CNN
     with its default widths, `cnn32x64x128` with others.
     """
     if is_cnn(cfg):
         widths = hidden_widths(cfg)
         return "cnn" if widths == cnn_widths() else "cnn" + "x".join(map(str, widths))
     hidden = cfg.get("hidden")
-    return f"d{cfg['depth']}" if hidden is None else "h" + "x".join(map(str, hidden))
+    name = f"d{cfg['depth']}" if hidden is None else "h" + "x".join(map(str, hidden))
+    # The layers between the Linears, when there are any: `h256x100bn`, `h256x100do0.2`.
+    return name + ("bn" if cfg.get("batchnorm") else "") + (f"do{cfg['dropout']:g}" if cfg.get("dropout") else "")
 
 
 @dataclass

@@ -13,8 +13,9 @@ from .cnn import POOL, StackedCNN
 from .mlp import StackedMLP
 
 
-def mlp_modules(stack: StackedMLP) -> list[nn.Sequential]:
-    """Each model of the stack as Linear, ReLU, ..., Linear."""
+def mlp_modules(stack: StackedMLP, batchnorm: bool = False, dropout: float = 0.0) -> list[nn.Sequential]:
+    """Each model of the stack as Linear, ReLU, ..., Linear; with `batchnorm` a BatchNorm1d (weight 1, bias 0)
+    between each hidden Linear and its ReLU, with `dropout` a Dropout of that rate after each hidden ReLU."""
     out = []
     for s in range(stack.num_models):
         layers: list[nn.Module] = []
@@ -23,7 +24,10 @@ def mlp_modules(stack: StackedMLP) -> list[nn.Sequential]:
             with torch.no_grad():
                 lin.weight.copy_(W[s].T)
                 lin.bias.copy_(b[s])
-            layers += [lin] + ([nn.ReLU()] if l < stack.num_layers - 1 else [])
+            layers.append(lin)
+            if l < stack.num_layers - 1:
+                layers += [*([nn.BatchNorm1d(W.shape[2])] if batchnorm else []), nn.ReLU(),
+                           *([nn.Dropout(dropout)] if dropout else [])]
         out.append(nn.Sequential(*layers))
     return out
 

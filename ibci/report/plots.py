@@ -342,3 +342,51 @@ def information_plane(iim, tie, picked_mask, title: str) -> Figure:
     fig.legend(loc="outside lower center", ncol=2, frameon=False)  # below the axes: a pool fills the plane
     ax.set_title(title)
     return fig
+
+
+NSR_COLORS = {"vanilla": "tab:gray", "nsr": "tab:red"}  # the slides' two arms
+
+
+def observation_bars(observed: dict[str, dict], title: str) -> Figure:
+    """The slides' Observation 1: per class, the mean over seeds of the penultimate deviation of correctly and
+    of wrongly classified test images, one panel per method (`observed`: method -> a record's `observation`)."""
+    if not observed:
+        return _empty("class", "deviation from the class mean", title)
+    fig, axes = _figure(1, len(observed), panel_size=(5.0, 3.2))
+    for ax, (method, obs) in zip(axes[0], observed.items()):
+        correct, wrong = (np.nanmean(np.array(obs[k], dtype=float), axis=0) for k in ("correct", "wrong"))
+        classes = np.arange(correct.size)
+        ax.bar(classes - 0.2, correct, 0.4, label="correct", color=NSR_COLORS.get(method, "tab:blue"))
+        ax.bar(classes + 0.2, wrong, 0.4, label="misclassified", color="white", edgecolor=NSR_COLORS.get(
+            method, "tab:blue"), hatch="//")
+        ax.set_xticks(classes)
+        ax.set_xlabel("class")
+        ax.set_ylabel("deviation from the class mean")
+        ax.set_title(display(method) if method != "nsr" else "+NSR")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def observation_curves(curves: dict[str, pd.DataFrame], title: str) -> Figure:
+    """The slides' Observation 2: test accuracy, training cross-entropy and training intra-class variance per
+    epoch, the mean over seeds with its range, Vanilla against +NSR (`curves`: method -> its metrics.csv)."""
+    if not curves:
+        return _empty("epoch", "", title)
+    fig, axes = _figure(1, 3)
+    panels = (("test accuracy (%)", lambda m: 100 - m["test_error"]), ("training cross-entropy", lambda m: m["train_ce"]),
+              ("training intra-class variance", lambda m: m["train_intra_var"]))
+    for ax, (label, value) in zip(axes[0], panels):
+        for method, m in curves.items():
+            m = m.assign(v=value)
+            g = m.groupby("epoch")["v"]
+            color = NSR_COLORS.get(method, "tab:blue")
+            ax.plot(g.mean().index, g.mean().to_numpy(), color=color, label="+NSR" if method == "nsr" else "Vanilla")
+            ax.fill_between(g.mean().index, g.min().to_numpy(), g.max().to_numpy(), color=color, alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if "cross" in label or "variance" in label:
+            ax.set_yscale("log")
+    axes[0, 0].legend()
+    fig.suptitle(title)
+    return fig

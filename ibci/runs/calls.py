@@ -46,7 +46,13 @@ _OVERLAY_KEYS = ("defaults", "hydra", "table")  # parts of an overlay file that 
 def split_override(override: str) -> tuple[str, object]:
     """(`init.tol`, 0.1) of `++init.tol=0.1`: the key (prefixes and `@package` dropped) and its YAML value."""
     key, _, text = override.lstrip("~+").partition("=")
-    return key.partition("@")[0], yaml.safe_load(text) if text else None
+    value = yaml.safe_load(text) if text else None
+    if isinstance(value, str):  # YAML 1.1 reads `1e-06` as a string; Hydra's grammar, like Python, as a float
+        try:
+            value = float(value) if value.strip().lower() not in ("inf", "-inf", "nan") else value
+        except ValueError:
+            pass
+    return key.partition("@")[0], value
 
 
 def flat(tree: dict, prefix: str = "") -> dict[str, object]:

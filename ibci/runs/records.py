@@ -78,6 +78,9 @@ def identity(cfg: dict) -> dict:
     init = out.get("init", {})
     if "authors_arithmetic" in init and init.get("reading", "paper") == "paper":  # read by the authors' reading only
         out["init"] = {k: v for k, v in init.items() if k != "authors_arithmetic"}
+    for key, off in (("batchnorm", False), ("dropout", 0.0), ("observe", False)):  # added later, off before
+        if out.get(key, off) == off:
+            out.pop(key, None)
     if _reg(cfg) == "none":
         out.pop("reg", None)
     elif out["reg"].get("reading") == "logits":  # the only reading before readings existed

@@ -21,10 +21,12 @@ gives the differences measured).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -53,8 +55,8 @@ from ..nets.modules import cnn_modules, mlp_modules
 from ..train import general, nsr
 from ..train.history import History
 from . import memory, records
-from ..vocab import GENERAL_REGS, HELDOUT_SIZE
-from .validate import validate
+from ..vocab import HELDOUT_SIZE
+from .validate import trains_on_general, validate
 
 _DATA_CACHE: dict = {}
 
@@ -99,7 +101,7 @@ def stack_key(cfg: dict) -> tuple:
     reg = json.dumps(cfg.get("reg", {}), sort_keys=True)
     return (cfg["depth"], tuple(hidden_widths(cfg)), reg, d["name"], str(d["root"]), d["train_limit"],
             cfg["protocol"], cfg["epochs"], cfg["batch_size"], cfg["lr"], str(cfg["device"]), cfg["seeds"],
-            cfg["seed_offset"], cfg["threads"], network_name(cfg))
+            cfg["seed_offset"], cfg["threads"], network_name(cfg), bool(cfg.get("observe")))
 
 
 def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[dict]]]:
@@ -186,10 +188,11 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     ckpt_path = checkpoint_path(first, stack)
     resumed = read_checkpoint(ckpt_path, stack, device, log)
     # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP. A regularizer only autograd
-    # computes (L1, L2, Jacobian) trains on the general engine, the network as ordinary nn.Modules.
+    # computes (L1, L2, Jacobian), BatchNorm, Dropout and the CNN's NSR train on the general engine, the network
+    # as ordinary nn.Modules.
     init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
-    if first.get("reg", {}).get("name") in GENERAL_REGS:
+    if trains_on_general(first):
         fit = general_fit(first)
     if resumed is None:
         models, infos = [], []
@@ -203,6 +206,8 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
         infos, model = resumed["infos"], None
     splits = {k: (a.to(device), b.to(device)) for k, (a, b) in splits.items()}
     x, y = splits.pop("train")
+    if first.get("observe"):  # the slides' Observation 2 reads the training split's curves
+        splits["train"] = (x, y)
     bar = tqdm(total=first["epochs"], desc=name, unit="epoch", disable=not show_bars(first), leave=False,
                position=position)
     S_cell = first["seeds"]
@@ -235,6 +240,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     bar.close()
     train_time = before + time.perf_counter() - train_start
     S = len(seeds)
+    observation = observe(model, splits["test"], len(cells), S) if first.get("observe") else None
     out = []
     for c, (cfg, run_dir, info) in enumerate(zip(cells, run_dirs, infos)):
         if run_dir is None:
@@ -269,6 +275,9 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         extra = {f"{k}_intra_var": v[:, part] for k, v in hist.intra_var.items()}
+        if cfg.get("observe"):
+            extra.update({f"{k}_ce": v[:, part] for k, v in hist.ce.items()})
+            rec["observation"] = observation[c]
         atomic_write(run_dir / "metrics.csv", records.metrics_csv(seeds, loss, errors, extra))
         write_json(run_dir / "record.json", rec)
         records.mark_done(run_dir)
@@ -276,6 +285,20 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
         out.append(rec)
     ckpt_path.unlink(missing_ok=True)  # every record is written: nothing left to resume
     return out
+
+
+def observe(model: StackedMLP, test: tuple[torch.Tensor, torch.Tensor], n_cells: int, S: int) -> list[dict]:
+    """Per cell: the trained models' penultimate deviation by outcome on the test set (`nsr.deviation_by_outcome`),
+    as lists per seed and class, for its record."""
+    with torch.no_grad():
+        dev = nsr.deviation_by_outcome(model, *test)
+    per_cell = []
+    for c in range(n_cells):
+        part = slice(c * S, (c + 1) * S)
+        per_cell.append({"what": "penultimate deviation from the class mean, final epoch, test images",
+                         **{k: [[None if math.isnan(v) else v for v in row] for row in t[part].tolist()]
+                            for k, t in dev.items()}})
+    return per_cell
 
 
 def general_fit(cfg: dict) -> Callable:
@@ -287,14 +310,18 @@ def general_fit(cfg: dict) -> Callable:
                             projections=int(reg.get("projections", 1)))
     cnn = is_cnn(cfg)
 
-    def fit(model, x, y, data_seeds, epochs, batch_size, lr, eval_sets, on_epoch, resume=None, save=None):
+    def fit(model, x, y, data_seeds, epochs, batch_size, lr, eval_sets, on_epoch, resume=None, save=None,
+            nsr_lams=None, nsr_queue=5):
+        # NSR's weights come output layer first (nsr_settings); validate allows no other layer here.
+        steps = dataclasses.replace(recipe, nsr=float(nsr_lams[0]), nsr_queue=int(nsr_queue)) if nsr_lams else recipe
         if model is None:  # resumed: any draw of the right shapes will do, the checkpoint's values replace it
             gens = [torch.Generator() for _ in data_seeds]
             widths = hidden_widths(cfg)
             model = conv_init.init_base(widths, gens, "he") if cnn else init_base([x.shape[1], *widths, N_CLASSES],
                                                                                    gens, "he")
-        modules = cnn_modules(model) if cnn else mlp_modules(model)
-        return general.train(modules, x, y, data_seeds, epochs, batch_size, recipe, eval_sets, on_epoch,
+        modules = cnn_modules(model) if cnn else mlp_modules(model, bool(cfg.get("batchnorm")),
+                                                             float(cfg.get("dropout", 0.0)))
+        return general.train(modules, x, y, data_seeds, epochs, batch_size, steps, eval_sets, on_epoch,
                              image_shape=(1, 28, 28) if cnn else (), dropout_seed=data_seeds[0], resume=resume,
                              save=save)
 

@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..init import campaign
 from ..init.bases import check_pool
 from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
-from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
+from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, GENERAL_REGS, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
                      UNIFORM_BIAS, train_images)
 
 
@@ -123,6 +123,33 @@ def _validate(cfg: dict, here: bool) -> None:
             _one_of("init.authors_arithmetic", init.get("authors_arithmetic", "float32"), ("float32", "float64"))
         _check_campaign_layers(init, widths)
     check_cnn(cfg)
+    _check_layers(cfg)
+
+
+def trains_on_general(cfg: dict) -> bool:
+    """Whether a cell needs the general engine (ibci.train.general): a penalty only autograd computes, layers
+    the fast engines do not have (BatchNorm, Dropout), or NSR on the CNN."""
+    reg = cfg.get("reg", {}).get("name", "none")
+    return (reg in GENERAL_REGS or bool(cfg.get("batchnorm")) or bool(cfg.get("dropout"))
+            or (is_cnn(cfg) and reg == "nsr"))
+
+
+def _check_layers(cfg: dict) -> None:
+    for key in ("batchnorm", "observe"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise UserError(f"{key}={cfg[key]!r} must be true or false")
+    rate = cfg.get("dropout", 0.0)
+    if not _is_number(rate) or not 0 <= rate < 1:
+        raise UserError(f"dropout={rate!r} must be a rate in [0, 1)")
+    if is_cnn(cfg) and (cfg.get("batchnorm") or rate):
+        raise UserError("batchnorm and dropout are for MLPs; net=cnn is the LeNet of configs/net/cnn.yaml as it is")
+    reg = cfg.get("reg", {"name": "none"})
+    if trains_on_general(cfg) and reg["name"] == "nsr" and (reg.get("reading", "logits") != "logits"
+                                                            or reg["layers"] != 1 or isinstance(reg["lambda"], list)):
+        raise UserError("this cell trains on the general engine (ibci.train.general), whose NSR penalizes the "
+                        "logits: it takes reg.reading=logits, reg.layers=1 and one reg.lambda")
+    if cfg.get("observe") and (is_cnn(cfg) or trains_on_general(cfg)):
+        raise UserError("observe=true is for MLPs on the fast engine (no BatchNorm, Dropout, L1, L2 or Jacobian)")
 
 
 def _check_reg(reg: dict, n_layers: int) -> None:
@@ -172,9 +199,6 @@ def check_cnn(cfg: dict) -> None:
     if len(widths) != 3:
         raise UserError(f"hidden={widths!r} must hold 3 widths for net=cnn: conv1 filters, conv2 filters, "
                         "hidden units")
-    reg = cfg.get("reg", {}).get("name", "none")
-    if reg == "nsr":
-        raise UserError("reg=nsr is implemented for MLPs only; net=cnn trains with reg=none, l1, l2 or jacobian")
     if cfg["base"]["name"] == "authors":
         raise UserError("base=authors is the std of the authors' MLP campaign; net=cnn takes xavier, he or normal")
     init = cfg["init"]

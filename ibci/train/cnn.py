@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..nets.cnn import KERNEL, SIDE, StackedCNN, chunk, forward_layout, layout
 from .orders import data_generators, epoch_order
-from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
 
 
 # Images a chunk of evaluation holds at most: the training batch's size, where the layers ran fastest.
@@ -29,11 +29,9 @@ def logits_shared(model: StackedCNN, x: Tensor) -> Tensor:
     return torch.cat([forward_layout(model, layout(x[i : i + step], S)) for i in range(0, x.shape[0], step)], dim=1)
 
 
-def output_stats(model: StackedCNN, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(error in percent [S], output intra-class variance [S]), as `ibci.train.mlp.output_stats` gives them for an MLP."""
-    logits = logits_shared(model, x)
-    wrong = logits.argmax(-1) != y
-    return wrong.float().mean(1) * 100, intra_class_variance(logits.double(), y).float()
+def output_stats(model: StackedCNN, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(error in percent, output intra-class variance, mean cross-entropy), each [S], from one forward pass."""
+    return logit_stats(logits_shared(model, x), y)
 
 
 def error_rate(model: StackedCNN, x: Tensor, y: Tensor) -> Tensor:
@@ -75,7 +73,7 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
             gens[s].set_state(state)
         active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
 
-    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return output_stats(model, x, y)
 
     def state(epoch: int) -> dict:

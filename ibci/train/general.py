@@ -26,7 +26,7 @@ from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from ..seeding import generator
 from .orders import data_generators, epoch_order
-from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
 
 EVAL_CHUNK = 1000  # images an evaluation pass holds at once
 
@@ -132,9 +132,8 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
         base.train()
         return out
 
-    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        out = logits(x)
-        return (out.argmax(-1) != y).float().mean(1) * 100, intra_class_variance(out.double(), y).float()
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return logit_stats(logits(x), y)
 
     def state(epoch: int) -> dict:
         return {"epoch": epoch, "params": params, "buffers": buffers, "momentum": momentum, "active": active,

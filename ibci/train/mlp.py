@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..nets.mlp import StackedMLP
 from ..seeding import generator
-from .history import History, freeze_diverged, intra_class_variance, new_history, record_epoch
+from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
 from .nsr import Steadiness
 
 
@@ -50,11 +50,9 @@ def error_rate(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     return output_stats(model, x, y)[0]
 
 
-def output_stats(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(error in percent [S], intra_class_variance [S]) of each model on (x, y), from one forward pass."""
-    logits = logits_shared(model, x)
-    wrong = logits.argmax(-1) != y
-    return wrong.float().mean(1) * 100, intra_class_variance(logits.double(), y).float()
+def output_stats(model: StackedMLP, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(error in percent, output intra-class variance, mean cross-entropy), each [S], from one forward pass."""
+    return logit_stats(logits_shared(model, x), y)
 
 
 class Packed:
@@ -205,7 +203,7 @@ def train(
             nsr.load_state_dict(resume["nsr"])
         first = int(resume["epoch"]) + 1
 
-    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return output_stats(model, x, y)  # `model` as it stands: the loop rebinds it every epoch
 
     def state(epoch: int) -> dict:

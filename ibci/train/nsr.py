@@ -112,6 +112,35 @@ def layer_variances(model: StackedMLP, x: Tensor, y: Tensor) -> Tensor:
     return torch.stack(out, dim=1)
 
 
+def deviation_by_outcome(model: StackedMLP, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """Observation 1 of the NSR slides, per model and class: how far the penultimate responses of correctly
+    classified and of misclassified images lie from their class mean.
+
+    A response is the last hidden layer's ReLU output; an image's deviation
+    is its squared distance to the mean response of its class (over every
+    image of that class in (x, y)), averaged over the layer's neurons; the
+    group's value is the mean over its images (NaN for an empty group).
+    Returns `correct`, `wrong` [S, C] and their image counts `n_correct`, `n_wrong` [S, C].
+    """
+    h = x.expand(model.num_models, *x.shape)
+    for l in range(model.num_layers):
+        z = torch.baddbmm(model.biases[l].unsqueeze(1), h, model.weights[l])
+        if l < model.num_layers - 1:
+            h = z.relu()
+    hidden, right = h.double(), z.argmax(-1) == y  # [S, N, H], [S, N]
+    num_classes = model.weights[-1].shape[2]
+    onehot = torch.nn.functional.one_hot(y, num_classes).to(hidden.dtype)  # [N, C]
+    means = torch.einsum("nc,snh->sch", onehot, hidden) / onehot.sum(0).clamp_min(1).view(1, -1, 1)
+    dev = (hidden - means[:, y]).square().mean(-1)  # [S, N]
+    out = {}
+    for name, mask in (("correct", right), ("wrong", ~right)):
+        m = mask.to(hidden.dtype)
+        counts = torch.einsum("sn,nc->sc", m, onehot)
+        out[name] = (torch.einsum("sn,nc->sc", m * dev, onehot) / counts).float()  # 0/0: NaN, an empty group
+        out[f"n_{name}"] = counts.long()
+    return out
+
+
 def reading_lams(reading: str, lam: float, num_layers: int, variances: Tensor | None = None) -> list[float]:
     """The per-layer weights (the output layer first, as `Steadiness.for_layers` takes them) of a reading.
 
