@@ -29,11 +29,13 @@ class DataSize:
     title: str
     train: int
     test: int
+    pixels: int = 28 * 28  # inputs per image, the rows' width
 
 
 DATA = {
     "mnist": DataSize("MNIST", 60000, 10000),
     "fashion": DataSize("Fashion-MNIST", 60000, 10000),
+    "cifar10": DataSize("CIFAR-10", 50000, 10000, 3 * 32 * 32),
 }
 HELDOUT_SIZE = 10000  # protocol=heldout keeps the training set's last images back for validation
 

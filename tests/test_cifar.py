@@ -269,3 +269,34 @@ def test_normalize():
     got = normalize(x, CIFAR10_MEAN, CIFAR10_STD)
     for c in range(3):
         torch.testing.assert_close(got[:, :, c], (x[:, :, c] - CIFAR10_MEAN[c]) / CIFAR10_STD[c])
+
+
+# --- the suite on CIFAR-10 ------------------------------------------------------------------------------------
+
+
+def test_an_mlp_cell_trains_on_cifar10_from_the_archive_a_user_gives(tmp_path):
+    import json
+
+    import run
+    from ibci.cli import compose
+    from ibci.runs.validate import validate
+
+    path = write_cifar10_archive(tmp_path / "cifar-10-python.tar.gz", 40, 30, SEED)
+    cfg = compose(["data=cifar10", f"data.path={path}", "data.verify=false", "net=mlp4", "init=ibci",
+                   "profile=smoke", "seeds=2", "batch_size=50", "progress=false", "threads=1",
+                   f"results_dir={tmp_path / 'results'}"])
+    rec = run.run_cell(cfg)
+    assert rec["cell"]["data"] == "cifar10" and all(s["min_error"] is not None for s in rec["seeds"])
+    saved = json.loads((tmp_path / "results" / "runs" / rec["cell_id"] / "record.json").read_text())
+    assert saved["init_info"] is not None
+    moved = compose(["data=cifar10", f"data.path={tmp_path}", "data.verify=false", "net=mlp4", "init=ibci",
+                     "profile=smoke", "seeds=2", "batch_size=50", f"results_dir={tmp_path / 'results'}"])
+    from ibci.runs.records import cell_id
+
+    assert cell_id(moved) == rec["cell_id"]  # where the file lies is not part of the cell
+    with pytest.raises(UserError, match="net=cnn is the LeNet of 28x28"):
+        validate(compose(["data=cifar10", "net=cnn"]))
+    with pytest.raises(DataError, match="is not the official cifar-10-python.tar.gz"):
+        run.run_cell(compose(["data=cifar10", f"data.path={path}", "net=mlp4", "profile=smoke", "progress=false",
+                              f"results_dir={tmp_path / 'other'}"]))
+    assert not (tmp_path / "other" / "runs").exists() or not any((tmp_path / "other" / "runs").iterdir())

@@ -236,12 +236,12 @@ def test_settings_the_cnn_cannot_honour_are_one_line(overrides, parts):
     assert "\n" not in str(e.value) and all(p in str(e.value) for p in parts)
 
 
-def test_nsr_on_the_cnn_is_the_general_engines_on_its_logits_and_other_readings_are_refused():
+def test_nsr_on_the_cnn_is_on_its_logits_and_other_readings_are_refused():
     from ibci.runs.validate import trains_on_general, validate
 
     cfg = compose(["net=cnn", "reg=nsr"])
     validate(cfg)
-    assert trains_on_general(cfg) and not trains_on_general(compose(["net=cnn"]))
+    assert not trains_on_general(cfg) and trains_on_general(compose(["net=cnn", "reg=l2"]))
     for overrides, part in ((["reg=nsr", "reg.reading=penultimate"], "reg.reading=logits"),
                             (["batchnorm=true"], "batchnorm and dropout are for MLPs"),
                             (["reg=nsr", "observe=true"], "observe=true is for MLPs")):

@@ -292,7 +292,7 @@ VALID_INITS = "ibci, iim, lsuv, tie, vanilla"
 BAD_INPUTS = [
     (["init=foo"], f"error: init=foo is not one of: {VALID_INITS}"),
     (["base=foo"], "error: base=foo is not one of: authors, he, normal, xavier"),
-    (["data=foo"], "error: data=foo is not one of: fashion, mnist"),
+    (["data=foo"], "error: data=foo is not one of: cifar10, fashion, mnist"),
     (["-m", "init=vanilla,foo"], f"error: init=foo is not one of: {VALID_INITS}"),
     (["depth=4"], "error: depth=4 is not one of: 2, 3, 5"),
     (["-m", "depth=2,4"], "error: depth=4 is not one of: 2, 3, 5"),

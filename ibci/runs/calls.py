@@ -39,7 +39,7 @@ RECIPES = ("experiment", "profile")
 # `choices` and `overrides` are the call itself, kept in a record beside its config.
 RUNTIME = ("results_dir", "device", "threads", "progress", "stack_cells", "failed_error", "table", "hydra",
            "checkpoint_every",
-           "data.root", "data.download", "choices", "overrides")
+           "data.root", "data.download", "data.path", "choices", "overrides")
 _OVERLAY_KEYS = ("defaults", "hydra", "table")  # parts of an overlay file that set no run setting
 
 

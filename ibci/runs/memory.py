@@ -15,7 +15,7 @@ import os
 
 from ..errors import UserError
 from ..init.bases import pool_size
-from ..nets.mlp import N_CLASSES, N_INPUTS, hidden_widths, is_cnn
+from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
 from ..vocab import DATA, HELDOUT_SIZE, train_images
 
 FLOAT = 4
@@ -25,7 +25,7 @@ CNN_SIDE = 24  # the first conv layer's output side, where a CNN's activations p
 
 
 def _widths(cfg: dict) -> list[int]:
-    return [N_INPUTS, *hidden_widths(cfg), N_CLASSES]
+    return [DATA[cfg["data"]["name"]].pixels, *hidden_widths(cfg), N_CLASSES]
 
 
 def _params(cfg: dict) -> int:
@@ -49,7 +49,7 @@ def estimate(cells: list[dict]) -> dict[str, int]:
         widest, chunk, layers = max(_widths(first)[1:]), EVAL_CHUNK, sum(_widths(first))
     parts = {
         "weights": 3 * models * _params(first) * FLOAT,
-        "data": n_all * N_INPUTS * FLOAT + n_train * N_INPUTS * FLOAT,  # the splits, and one batch order's gather
+        "data": (n_all + n_train) * DATA[first["data"]["name"]].pixels * FLOAT,  # the splits, one order's gather
         "activations": 4 * models * batch * (layers or widest) * FLOAT,
         "evaluation": 2 * models * min(chunk, max(n_train, HELDOUT_SIZE)) * widest * FLOAT,
     }

@@ -41,7 +41,7 @@ import yaml
 from tqdm import tqdm
 
 from .. import ROOT, __version__, seeding
-from ..data import load_data, split_heldout
+from ..data import load_cifar10, load_data, split_heldout
 from ..errors import UserError
 from ..files import atomic_write, write_json
 from ..init import conv as conv_init
@@ -63,9 +63,11 @@ _DATA_CACHE: dict = {}
 
 def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The cell's splits: train (limited), test, and val under the heldout protocol."""
-    key = (cfg["data"]["name"], str(cfg["data"]["root"]), cfg["data"]["download"])
+    data = cfg["data"]
+    key = (data["name"], str(data["root"]), data["download"], str(data.get("path")), data.get("verify"))
     if key not in _DATA_CACHE:  # sweeps in one process load each data set once
-        _DATA_CACHE[key] = load_data(cfg["data"]["name"], cfg["data"]["root"], download=cfg["data"]["download"])
+        _DATA_CACHE[key] = (load_cifar10(data["path"], verify=bool(data["verify"])) if data["name"] == "cifar10"
+                            else load_data(data["name"], data["root"], download=data["download"]))
     d = _DATA_CACHE[key]
     x, y = d.x_train, d.y_train
     splits = {"test": (d.x_test, d.y_test)}

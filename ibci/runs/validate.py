@@ -128,10 +128,9 @@ def _validate(cfg: dict, here: bool) -> None:
 
 def trains_on_general(cfg: dict) -> bool:
     """Whether a cell needs the general engine (ibci.train.general): a penalty only autograd computes, layers
-    the fast engines do not have (BatchNorm, Dropout), or NSR on the CNN."""
+    the fast engines do not have (BatchNorm, Dropout)."""
     reg = cfg.get("reg", {}).get("name", "none")
-    return (reg in GENERAL_REGS or bool(cfg.get("batchnorm")) or bool(cfg.get("dropout"))
-            or (is_cnn(cfg) and reg == "nsr"))
+    return reg in GENERAL_REGS or bool(cfg.get("batchnorm")) or bool(cfg.get("dropout"))
 
 
 def _check_layers(cfg: dict) -> None:
@@ -144,10 +143,10 @@ def _check_layers(cfg: dict) -> None:
     if is_cnn(cfg) and (cfg.get("batchnorm") or rate):
         raise UserError("batchnorm and dropout are for MLPs; net=cnn is the LeNet of configs/net/cnn.yaml as it is")
     reg = cfg.get("reg", {"name": "none"})
-    if trains_on_general(cfg) and reg["name"] == "nsr" and (reg.get("reading", "logits") != "logits"
-                                                            or reg["layers"] != 1 or isinstance(reg["lambda"], list)):
-        raise UserError("this cell trains on the general engine (ibci.train.general), whose NSR penalizes the "
-                        "logits: it takes reg.reading=logits, reg.layers=1 and one reg.lambda")
+    if (trains_on_general(cfg) or is_cnn(cfg)) and reg["name"] == "nsr" and (
+            reg.get("reading", "logits") != "logits" or reg["layers"] != 1 or isinstance(reg["lambda"], list)):
+        raise UserError("this cell trains on the general or the CNN engine, whose NSR penalizes the logits: it "
+                        "takes reg.reading=logits, reg.layers=1 and one reg.lambda")
     if cfg.get("observe") and (is_cnn(cfg) or trains_on_general(cfg)):
         raise UserError("observe=true is for MLPs on the fast engine (no BatchNorm, Dropout, L1, L2 or Jacobian)")
 
@@ -195,6 +194,8 @@ def check_cnn(cfg: dict) -> None:
     """Raise UserError for a setting `net=cnn` cannot honour (nothing to check for an MLP)."""
     if not is_cnn(cfg):
         return
+    if DATA[cfg["data"]["name"]].pixels != 28 * 28:
+        raise UserError(f"net=cnn is the LeNet of 28x28 grey images; data={cfg['data']['name']} has other images")
     widths = hidden_widths(cfg)
     if len(widths) != 3:
         raise UserError(f"hidden={widths!r} must hold 3 widths for net=cnn: conv1 filters, conv2 filters, "

@@ -55,8 +55,9 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     that epoch, zeroed and frozen while the others train on. `save` and
     `resume` checkpoint the loop as the MLP engine's do.
     """
-    if nsr_lams:
-        raise ValueError("NSR is implemented for MLPs only (ibci.train.mlp)")
+    if nsr_lams and any(nsr_lams[1:]):
+        raise ValueError("the CNN engine's NSR penalizes the logits only (nsr_lams: the output layer's weight)")
+    lam = float(nsr_lams[0]) if nsr_lams else 0.0
     if resume is not None:
         model = StackedCNN(*(list(resume["model"][k]) for k in ("conv_weights", "conv_biases", "weights", "biases")))
     S, n, device = model.num_models, x_train.shape[0], x_train.device
@@ -67,11 +68,18 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     seeds, gens, row = data_generators(data_seeds, device)
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
-    first = 1
+    C = model.weights[-1].shape[2]
+    # NSR's queue (ibci.train.general's): per model the class sums and counts of the last nsr_queue batches.
+    queue = max(1, nsr_queue)
+    sums = torch.zeros(S, queue, C, C, device=device)
+    counts = torch.zeros_like(sums)
+    slot, first = 0, 1
     if resume is not None:
         for s, state in zip(seeds, resume["gens"]):
             gens[s].set_state(state)
         active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
+        if lam:
+            sums, counts, slot = resume["sums"], resume["counts"], int(resume["slot"])
 
     def stats(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return output_stats(model, x, y)
@@ -79,7 +87,7 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     def state(epoch: int) -> dict:
         parts = {k: [t.detach() for t in getattr(model, k)] for k in ("conv_weights", "conv_biases", "weights", "biases")}
         return {"epoch": epoch, "model": parts, "active": active, "gens": [gens[s].get_state() for s in seeds],
-                "hist": hist.state_dict()}
+                "hist": hist.state_dict(), **({"sums": sums, "counts": counts, "slot": slot} if lam else {})}
 
     if resume is None:
         record_epoch(hist, 0, stats, eval_sets, active)
@@ -94,6 +102,16 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
             B = idx.shape[1]
             logits = forward_layout(model, layout(x_train[idx], S))
             loss = F.cross_entropy(logits.flatten(0, 1), y_train[idx].flatten(), reduction="none").view(S, B).mean(1)
+            if lam:  # the class means of the queue's other batches and this one, held fixed
+                onehot = F.one_hot(y_train[idx], C).to(logits.dtype)  # [S, B, C]
+                batch_sums = onehot.transpose(1, 2) @ logits.detach()
+                batch_counts = onehot.sum(1).unsqueeze(2).expand_as(batch_sums)
+                keep = torch.arange(queue, device=device) != slot
+                means = (sums[:, keep].sum(1) + batch_sums) / (counts[:, keep].sum(1) + batch_counts).clamp_min(1)
+                loss = loss + lam * (logits - onehot @ means).square().mean((1, 2))
+                with torch.no_grad():
+                    sums[:, slot], counts[:, slot] = batch_sums, batch_counts
+                slot = (slot + 1) % queue
             # Each model's gradient is that of its own mean loss; a frozen model's is zero.
             (loss * active).sum().backward()
             with torch.no_grad():
@@ -107,7 +125,9 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
             finite = torch.isfinite(losses)
             for p in params:
                 finite &= p.flatten(1).isfinite().all(1)
-            freeze_diverged(hist, epoch, finite, active, params)
+            newly = freeze_diverged(hist, epoch, finite, active, params)
+            if newly.any():
+                sums[newly], counts[newly] = 0.0, 0.0
         record_epoch(hist, epoch, stats, eval_sets, active, losses)
         if on_epoch:
             on_epoch(epoch, hist)
