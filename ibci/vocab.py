@@ -14,10 +14,12 @@ CAMPAIGN_INITS = ("ibci", "tie", "iim")  # the inits that run a neuron campaign
 READINGS = ("paper", "authors")  # init.reading: the paper's Algorithm 1, or the authors' released code
 SCOPES = ("global", "per_class")  # init.orthogonal_scope: novelty against every elected neuron, or the class's
 CONV_POOLS = ("mean", "max")  # init.conv_pool: how a conv candidate's feature map becomes one response
-BASES = ("xavier", "he", "normal", "authors")  # base=...
+BASES = ("xavier", "he", "normal", "authors", "official")  # base=... (official: the NSR code's CIFAR-10 nets only)
 UNIFORM_BIAS = "uniform"  # base.bias: a constant, or this word for nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 REGS = ("none", "nsr", "l1", "l2", "jacobian")  # reg=...
 GENERAL_REGS = ("l1", "l2", "jacobian")  # the regularizers only the general engine trains (ibci.train.general)
+ZOO = ("resnet18", "vgg19")  # net=...: the NSR code's CIFAR-10 networks (ibci.nets.zoo), on the general engine
+AUGMENTS = ("none", "crop_flip")  # augment=...
 NSR_READINGS = ("logits", "penultimate", "largest", "every")  # reg.reading: which layers NSR penalizes
 PROTOCOLS = ("min", "heldout")  # min: the paper's minimal test error; heldout: the epoch picked on held-out images
 

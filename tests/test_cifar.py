@@ -300,3 +300,23 @@ def test_an_mlp_cell_trains_on_cifar10_from_the_archive_a_user_gives(tmp_path):
         run.run_cell(compose(["data=cifar10", f"data.path={path}", "net=mlp4", "profile=smoke", "progress=false",
                               f"results_dir={tmp_path / 'other'}"]))
     assert not (tmp_path / "other" / "runs").exists() or not any((tmp_path / "other" / "runs").iterdir())
+
+
+def test_resnet18_trains_as_a_cell_under_the_official_recipe_on_a_synthetic_archive(tmp_path):
+    import run
+    from ibci.cli import compose
+    from ibci.runs.validate import validate
+
+    path = write_cifar10_archive(tmp_path / "cifar-10-python.tar.gz", 10, 10, SEED)
+    cfg = compose(["experiment=cifar", "net=resnet18", "method=nsr", f"data.path={path}", "data.verify=false",
+                   "protocol=min", "seeds=2", "epochs=1", "batch_size=25", "data.train_limit=25", "progress=false",
+                   "threads=1", f"results_dir={tmp_path / 'results'}"])
+    assert (cfg["momentum"], cfg["augment"], cfg["reg"]["layer"], cfg["base"]["name"]) == (0.9, "crop_flip", "bn1",
+                                                                                          "official")
+    rec = run.run_cell(cfg)
+    assert rec["cell_id"].startswith("official-vanilla+nsr-resnet18-cifar10-") and len(rec["seeds"]) == 2
+    assert all(s["epoch0_error"] is not None and s["final_error"] is not None for s in rec["seeds"])
+    for overrides, part in ((["init=ibci"], "base=official init=vanilla"), (["data=mnist"], "give data=cifar10"),
+                            (["net=mlp4"], "base=official is the NSR code's init")):
+        with pytest.raises(UserError, match=part):
+            validate(compose(["experiment=cifar", "net=resnet18", *overrides]))

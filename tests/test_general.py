@@ -127,3 +127,17 @@ def test_the_suite_trains_batchnorm_dropout_and_observing_cells_and_says_so_in_t
     n = [[a + b for a, b in zip(r, w)] for r, w in zip(obs["n_correct"], obs["n_wrong"])]
     assert all(sum(row) == 10000 for row in n)  # every test image counted once, per seed
     assert "train_ce" not in pd.read_csv(Path(cfg["results_dir"]) / "runs" / plain["cell_id"] / "metrics.csv")
+
+
+def test_nsr_on_a_named_layer_is_nsr_on_that_layers_output(toy_data):
+    x, y = toy_data
+    stack = init_base([784, 16, 10], [seeding.generator(s, "init") for s in (0, 1)], "he")
+    evals = {"test": (x[:100], y[:100])}
+    last = str(len(mlp_modules(stack)[0]) - 1)  # the output Linear: its output is the logits
+    _, on_logits = general.train(mlp_modules(stack), x, y, [0, 1], 1, 64, general.Recipe(lr=0.1, nsr=0.5), evals)
+    _, on_named = general.train(mlp_modules(stack), x, y, [0, 1], 1, 64,
+                                general.Recipe(lr=0.1, nsr=0.5, nsr_layer=last), evals)
+    _, on_hidden = general.train(mlp_modules(stack), x, y, [0, 1], 1, 64,
+                                 general.Recipe(lr=0.1, nsr=0.5, nsr_layer="1"), evals)
+    assert torch.allclose(on_named.train_loss[1:], on_logits.train_loss[1:], rtol=1e-6)
+    assert not torch.allclose(on_hidden.train_loss[1:], on_logits.train_loss[1:], rtol=1e-3)

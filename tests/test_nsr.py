@@ -132,7 +132,8 @@ def test_each_network_carries_its_official_lambda():
     official = {"mlp3": 0.02475, "mlp4": 7.4865, "mlp6": 0.0538, "mlp8": 0.2542, "mlp10": 0.4158}
     for net, lam in official.items():
         cfg = compose([f"net={net}", "method=nsr"])
-        assert cfg["reg"] == {"name": "nsr", "lambda": lam, "queue_batches": 5, "layers": 1, "reading": "logits"}
+        assert cfg["reg"] == {"name": "nsr", "lambda": lam, "queue_batches": 5, "layers": 1, "reading": "logits",
+                              "layer": None}
     assert compose(["net=mlp10"])["hidden"] == [256, 128, 64, 64, 32, 32, 16, 16]
 
 

@@ -291,7 +291,7 @@ VALID_INITS = "ibci, iim, lsuv, tie, vanilla"
 # (overrides, the error line or its start); {file} is a regular file, {corrupted} a data root with a bad file.
 BAD_INPUTS = [
     (["init=foo"], f"error: init=foo is not one of: {VALID_INITS}"),
-    (["base=foo"], "error: base=foo is not one of: authors, he, normal, xavier"),
+    (["base=foo"], "error: base=foo is not one of: authors, he, normal, official, xavier"),
     (["data=foo"], "error: data=foo is not one of: cifar10, fashion, mnist"),
     (["-m", "init=vanilla,foo"], f"error: init=foo is not one of: {VALID_INITS}"),
     (["depth=4"], "error: depth=4 is not one of: 2, 3, 5"),

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .. import ROOT
 from ..errors import UserError
+from ..vocab import ZOO
 
 N_INPUTS = 784
 N_CLASSES = 10
@@ -54,6 +55,11 @@ def is_cnn(cfg: dict) -> bool:
     return cfg.get("arch", "mlp") == "cnn"
 
 
+def is_zoo(cfg: dict) -> bool:
+    """Whether a run config asks for one of the NSR code's CIFAR-10 networks (`net=resnet18`, `net=vgg19`)."""
+    return cfg.get("arch", "mlp") in ZOO
+
+
 def network_name(cfg: dict) -> str:
     """How cell ids and tables name a config's network.
 
@@ -61,6 +67,8 @@ def network_name(cfg: dict) -> str:
     BatchNorm, `h256x100do0.2` with Dropout); `cnn` for the CNN
     with its default widths, `cnn32x64x128` with others.
     """
+    if is_zoo(cfg):
+        return cfg["arch"]
     if is_cnn(cfg):
         widths = hidden_widths(cfg)
         return "cnn" if widths == cnn_widths() else "cnn" + "x".join(map(str, widths))

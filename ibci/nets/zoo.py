@@ -50,6 +50,8 @@ imported (line 125); its network is `resnet18(dropout=0, stem_relu=True)`.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -180,3 +182,36 @@ def official_init_(model: nn.Module) -> nn.Module:
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
     return model
+
+
+BUILDERS = {"resnet18": resnet18, "vgg19": vgg19}  # net=... -> the network (configs/net/resnet18.yaml, vgg19.yaml)
+
+
+def build(arch: str, gens: list[torch.Generator], num_classes: int = 10) -> list[nn.Module]:
+    """One network of `arch` per generator, each initialized by `official_init_` from its generator's seed
+    (the global generator is left as it was)."""
+    out = []
+    for g in gens:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(g.initial_seed())
+            out.append(official_init_(BUILDERS[arch](num_classes)))
+    return out
+
+
+def activation_floats(model: nn.Module, image: tuple[int, ...]) -> tuple[int, int]:
+    """(all, the largest) floats the leaf modules of `model` output for one image: run on a meta-device copy,
+    nothing is computed."""
+    sizes = []
+
+    def count(module, inputs, output):
+        sizes.append(output[0].numel())
+
+    meta = model if next(model.parameters()).is_meta else copy.deepcopy(model).to("meta")
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            meta.eval()(torch.empty(1, *image, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(sizes), max(sizes)

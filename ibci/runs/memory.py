@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from ..errors import UserError
 from ..init.bases import pool_size
-from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
+from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn, is_zoo
 from ..vocab import DATA, HELDOUT_SIZE, train_images
 
 FLOAT = 4
@@ -29,6 +31,8 @@ def _widths(cfg: dict) -> list[int]:
 
 
 def _params(cfg: dict) -> int:
+    if is_zoo(cfg):
+        return sum(p.numel() for p in _zoo_net(cfg).parameters())
     if is_cnn(cfg):
         c1, c2, h = hidden_widths(cfg)
         return c1 * 26 + c2 * (c1 * 25 + 1) + (c2 * 16 + 1) * h + (h + 1) * N_CLASSES
@@ -43,7 +47,10 @@ def estimate(cells: list[dict]) -> dict[str, int]:
     n_train = train_images(first["data"]["name"], first["protocol"], first["data"]["train_limit"])
     n_all = DATA[first["data"]["name"]].train + DATA[first["data"]["name"]].test
     batch = int(first["batch_size"])
-    if is_cnn(first):  # a conv layer's maps are its widest response; evaluation goes CNN_EVAL images at a time
+    if is_zoo(first):  # every leaf's output is kept for the backward pass; evaluation as the general engine's
+        layers, widest = _zoo_activations(first)
+        chunk = 1000  # ibci.train.general.EVAL_CHUNK
+    elif is_cnn(first):  # a conv layer's maps are its widest response; evaluation goes CNN_EVAL images at a time
         widest, chunk, layers = max(hidden_widths(first)[0] * CNN_SIDE**2, max(hidden_widths(first))), CNN_EVAL, None
     else:
         widest, chunk, layers = max(_widths(first)[1:]), EVAL_CHUNK, sum(_widths(first))
@@ -62,6 +69,19 @@ def estimate(cells: list[dict]) -> dict[str, int]:
             campaign = max(campaign, 3 * scored * pool * FLOAT)  # responses, their squares and the scores' work
     parts["campaign"] = campaign
     return parts
+
+
+def _zoo_net(cfg: dict):
+    from ..nets import zoo
+
+    with torch.device("meta"):
+        return zoo.BUILDERS[cfg["arch"]](N_CLASSES)
+
+
+def _zoo_activations(cfg: dict) -> tuple[int, int]:
+    from ..nets import zoo
+
+    return zoo.activation_floats(_zoo_net(cfg), (3, 32, 32))
 
 
 def available() -> int | None:

@@ -78,13 +78,17 @@ def identity(cfg: dict) -> dict:
     init = out.get("init", {})
     if "authors_arithmetic" in init and init.get("reading", "paper") == "paper":  # read by the authors' reading only
         out["init"] = {k: v for k, v in init.items() if k != "authors_arithmetic"}
-    for key, off in (("batchnorm", False), ("dropout", 0.0), ("observe", False)):  # added later, off before
+    for key, off in (("batchnorm", False), ("dropout", 0.0), ("observe", False), ("momentum", 0.0),
+                     ("augment", "none")):  # added later, off before
         if out.get(key, off) == off:
             out.pop(key, None)
     if _reg(cfg) == "none":
         out.pop("reg", None)
-    elif out["reg"].get("reading") == "logits":  # the only reading before readings existed
-        out["reg"] = {k: v for k, v in out["reg"].items() if k != "reading"}
+    else:
+        if out["reg"].get("reading") == "logits":  # the only reading before readings existed
+            out["reg"] = {k: v for k, v in out["reg"].items() if k != "reading"}
+        if out["reg"].get("layer", None) is None:  # nor a named layer
+            out["reg"] = {k: v for k, v in out["reg"].items() if k != "layer"}
     return out
 
 

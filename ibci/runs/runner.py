@@ -41,14 +41,15 @@ import yaml
 from tqdm import tqdm
 
 from .. import ROOT, __version__, seeding
-from ..data import load_cifar10, load_data, split_heldout
+from ..data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10, load_data, split_heldout
 from ..errors import UserError
 from ..files import atomic_write, write_json
 from ..init import conv as conv_init
 from ..init.bases import init_base
 from ..init.stack import initialize
 from ..nets.cnn import StackedCNN
-from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths, is_cnn, network_name
+from ..nets import zoo
+from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths, is_cnn, is_zoo, network_name
 from ..train import cnn as cnn_engine
 from ..train import mlp as engine
 from ..nets.modules import cnn_modules, mlp_modules
@@ -199,10 +200,10 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     if resumed is None:
         models, infos = [], []
         for cfg in cells:
-            model, info = init(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
+            model, info = (zoo_init if is_zoo(cfg) else init)(cfg, x, y, [seeding.generator(s, "init") for s in seeds])
             models.append(model)
             infos.append(info)
-        model = Stack.cat(models).to(device)
+        model = [m.to(device) for ms in models for m in ms] if is_zoo(first) else Stack.cat(models).to(device)
     else:
         log(f"resume {name} from epoch {resumed['loop']['epoch']}")
         infos, model = resumed["infos"], None
@@ -303,14 +304,28 @@ def observe(model: StackedMLP, test: tuple[torch.Tensor, torch.Tensor], n_cells:
     return per_cell
 
 
+def zoo_init(cfg: dict, x, y, gens: list[torch.Generator]) -> tuple[list[torch.nn.Module], dict]:
+    """The NSR code's CIFAR-10 network of a cell, one per seed, with its own init (`base=official`)."""
+    start = time.perf_counter()
+    models = zoo.build(cfg["arch"], gens, N_CLASSES)
+    return models, {"init": "vanilla", "base": "official", "network": cfg["arch"],
+                    "time_s": time.perf_counter() - start}
+
+
 def general_fit(cfg: dict) -> Callable:
-    """engine.train's signature over the general engine (ibci.train.general), with the cell's regularizer."""
+    """engine.train's signature over the general engine (ibci.train.general), with the cell's regularizer,
+    momentum, augmentation and (CIFAR-10) normalization."""
     reg = cfg["reg"]
     recipe = general.Recipe(lr=float(cfg["lr"]), l1=float(reg.get("strength", 0)) if reg["name"] == "l1" else 0.0,
+                            momentum=float(cfg.get("momentum", 0.0)),
                             weight_decay=float(reg.get("weight_decay", 0)),
                             jacobian=float(reg.get("strength", 0)) if reg["name"] == "jacobian" else 0.0,
-                            projections=int(reg.get("projections", 1)))
+                            projections=int(reg.get("projections", 1)),
+                            nsr_layer=reg.get("layer") if reg["name"] == "nsr" else None,
+                            augment=cfg.get("augment", "none") == "crop_flip",
+                            mean=CIFAR10_MEAN if is_zoo(cfg) else None, std=CIFAR10_STD if is_zoo(cfg) else None)
     cnn = is_cnn(cfg)
+    image = (3, 32, 32) if is_zoo(cfg) else (1, 28, 28) if cnn else ()  # what the network takes; an MLP, rows
 
     def fit(model, x, y, data_seeds, epochs, batch_size, lr, eval_sets, on_epoch, resume=None, save=None,
             nsr_lams=None, nsr_queue=5):
@@ -319,13 +334,12 @@ def general_fit(cfg: dict) -> Callable:
         if model is None:  # resumed: any draw of the right shapes will do, the checkpoint's values replace it
             gens = [torch.Generator() for _ in data_seeds]
             widths = hidden_widths(cfg)
-            model = conv_init.init_base(widths, gens, "he") if cnn else init_base([x.shape[1], *widths, N_CLASSES],
-                                                                                   gens, "he")
-        modules = cnn_modules(model) if cnn else mlp_modules(model, bool(cfg.get("batchnorm")),
-                                                             float(cfg.get("dropout", 0.0)))
+            model = (zoo.build(cfg["arch"], gens, N_CLASSES) if is_zoo(cfg) else conv_init.init_base(widths, gens, "he")
+                     if cnn else init_base([x.shape[1], *widths, N_CLASSES], gens, "he"))
+        modules = (model if is_zoo(cfg) else cnn_modules(model) if cnn else
+                   mlp_modules(model, bool(cfg.get("batchnorm")), float(cfg.get("dropout", 0.0))))
         return general.train(modules, x, y, data_seeds, epochs, batch_size, steps, eval_sets, on_epoch,
-                             image_shape=(1, 28, 28) if cnn else (), dropout_seed=data_seeds[0], resume=resume,
-                             save=save)
+                             image_shape=image, dropout_seed=data_seeds[0], resume=resume, save=save)
 
     return fit
 

@@ -13,8 +13,8 @@ import torch
 from ..errors import UserError
 from ..init import campaign
 from ..init.bases import check_pool
-from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn
-from ..vocab import (BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, GENERAL_REGS, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
+from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn, is_zoo
+from ..vocab import (AUGMENTS, BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, GENERAL_REGS, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
                      UNIFORM_BIAS, train_images)
 
 
@@ -128,9 +128,10 @@ def _validate(cfg: dict, here: bool) -> None:
 
 def trains_on_general(cfg: dict) -> bool:
     """Whether a cell needs the general engine (ibci.train.general): a penalty only autograd computes, layers
-    the fast engines do not have (BatchNorm, Dropout)."""
+    the fast engines do not have (BatchNorm, Dropout, the CIFAR-10 networks), momentum or augmentation."""
     reg = cfg.get("reg", {}).get("name", "none")
-    return reg in GENERAL_REGS or bool(cfg.get("batchnorm")) or bool(cfg.get("dropout"))
+    return (reg in GENERAL_REGS or bool(cfg.get("batchnorm")) or bool(cfg.get("dropout")) or is_zoo(cfg)
+            or bool(cfg.get("momentum")) or cfg.get("augment", "none") != "none")
 
 
 def _check_layers(cfg: dict) -> None:
@@ -147,6 +148,24 @@ def _check_layers(cfg: dict) -> None:
             reg.get("reading", "logits") != "logits" or reg["layers"] != 1 or isinstance(reg["lambda"], list)):
         raise UserError("this cell trains on the general or the CNN engine, whose NSR penalizes the logits: it "
                         "takes reg.reading=logits, reg.layers=1 and one reg.lambda")
+    _one_of("augment", cfg.get("augment", "none"), AUGMENTS)
+    if not _is_number(cfg.get("momentum", 0.0)) or not 0 <= cfg.get("momentum", 0.0) < 1:
+        raise UserError(f"momentum={cfg['momentum']!r} must be in [0, 1)")
+    image = DATA[cfg["data"]["name"]].pixels
+    if is_zoo(cfg):
+        if image != 3 * 32 * 32:
+            raise UserError(f"net={cfg['arch']} is for CIFAR-10's 32x32 colour images; give data=cifar10")
+        if cfg["base"]["name"] != "official" or cfg["init"]["name"] != "vanilla":
+            raise UserError(f"net={cfg['arch']} starts from the NSR code's own init: base=official init=vanilla "
+                            "(IBCI and LSUV on it: ibci.init_ from Python)")
+        if cfg.get("batchnorm") or rate:
+            raise UserError(f"batchnorm and dropout are for MLPs; net={cfg['arch']} has its own")
+    elif cfg["base"]["name"] == "official":
+        raise UserError("base=official is the NSR code's init of net=resnet18 and net=vgg19 only")
+    if cfg.get("augment", "none") == "crop_flip" and not is_zoo(cfg):
+        raise UserError("augment=crop_flip crops and flips the images of net=resnet18 or net=vgg19 (data=cifar10)")
+    if reg.get("layer") is not None and (reg["name"] != "nsr" or not is_zoo(cfg)):
+        raise UserError(f"reg.layer={reg['layer']!r} names a layer of net=resnet18 or net=vgg19 for reg=nsr")
     if cfg.get("observe") and (is_cnn(cfg) or trains_on_general(cfg)):
         raise UserError("observe=true is for MLPs on the fast engine (no BatchNorm, Dropout, L1, L2 or Jacobian)")
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from ..seeding import generator
+from .augment import crop_flip, normalize
 from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
 
@@ -41,8 +42,12 @@ class Recipe:
     l1: float = 0.0  # strength of sum |w| over the weight matrices and filters (not the biases)
     jacobian: float = 0.0  # strength of ||d logits / d x||_F^2 / 2, averaged over the batch
     projections: int = 1  # random directions per sample for the Jacobian's estimate
-    nsr: float = 0.0  # NSR's weight on the logits
+    nsr: float = 0.0  # NSR's weight on the logits (or on `nsr_layer`'s output)
     nsr_queue: int = 5
+    nsr_layer: str | None = None  # a submodule's name (`bn1`): NSR on its output, flattened per image
+    augment: bool = False  # CIFAR's random crop and flip of each training batch (ibci.train.augment)
+    mean: tuple[float, ...] | None = None  # per-channel normalization after augmentation, and at evaluation
+    std: tuple[float, ...] | None = None
 
 
 def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
@@ -51,10 +56,18 @@ def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
     Returns (loss, (cross-entropy + penalties as reported, new buffers, this batch's class sums and counts)).
     """
     weights = [k for k, p in base.named_parameters() if p.dim() > 1]
+    seen: list[Tensor] = []  # the output of `nsr_layer` in this call, when it is on
+    listen = {"on": False}
+    if recipe.nsr and recipe.nsr_layer:
+        base.get_submodule(recipe.nsr_layer).register_forward_hook(
+            lambda module, inputs, output: seen.append(output) if listen["on"] else None)
 
     def loss(params, buffers, x, y, v, queue_sums, queue_counts):
         buffers = {k: t.clone() for k, t in buffers.items()}  # BatchNorm updates them in place
+        seen.clear()
+        listen["on"] = True
         out = functional_call(base, (params, buffers), (x,))
+        listen["on"] = False
         total = F.cross_entropy(out, y)
         if recipe.l1:
             total = total + recipe.l1 * sum(params[k].abs().sum() for k in weights)
@@ -68,11 +81,12 @@ def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
             total = total + recipe.jacobian / 2 * frob / x.shape[0]
         sums = counts = queue_sums[0]
         if recipe.nsr:
-            onehot = (y.unsqueeze(1) == torch.arange(num_classes, device=y.device)).to(out.dtype)  # one_hot checks y.max(): no vmap
-            sums = onehot.T @ out.detach()
+            h = seen[0].flatten(1) if recipe.nsr_layer else out
+            onehot = (y.unsqueeze(1) == torch.arange(num_classes, device=y.device)).to(h.dtype)  # one_hot checks y.max(): no vmap
+            sums = onehot.T @ h.detach()
             counts = onehot.sum(0).unsqueeze(1).expand_as(sums)
             means = (queue_sums.sum(0) + sums) / (queue_counts.sum(0) + counts).clamp_min(1)
-            total = total + recipe.nsr * (out - onehot @ means).square().mean()
+            total = total + recipe.nsr * (h - onehot @ means).square().mean()
         return total, (total.detach(), buffers, sums, counts)
 
     return loss
@@ -100,14 +114,19 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
     params = {k: p.detach().clone() for k, p in params.items()}
     momentum = {k: None for k in params}
     probe = copy.deepcopy(models[0]).eval()  # eval: BatchNorm on its statistics, whatever the batch
+    shown = []
+    if recipe.nsr and recipe.nsr_layer:
+        probe.get_submodule(recipe.nsr_layer).register_forward_hook(lambda m, i, o: shown.append(o[0].numel()))
     with torch.no_grad():
-        num_classes = int(probe(x_train[:2].view(-1, *image_shape) if image_shape else x_train[:2]).shape[1])
+        num_classes = int(probe(x_train[:1].view(-1, *image_shape) if image_shape else x_train[:1]).shape[1])
+    width = shown[0] if shown else num_classes  # of the penalized response
     seeds, gens, row = data_generators(data_seeds, device)
     jac_gens = {s: generator(s, "jacobian") for s in seeds}
+    aug_gens = {s: generator(s, "augment") for s in seeds}
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
     queue = max(1, recipe.nsr_queue)
-    sums = torch.zeros(S, queue, num_classes, num_classes, device=device)
+    sums = torch.zeros(S, queue, num_classes, width, device=device)
     counts = torch.zeros_like(sums)
     slot, first = 0, 1
     torch.manual_seed(dropout_seed)
@@ -118,17 +137,22 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
             gens[s].set_state(state)
         for s, state in zip(seeds, resume["jac_gens"]):
             jac_gens[s].set_state(state)
+        for s, state in zip(seeds, resume.get("aug_gens", [])):
+            aug_gens[s].set_state(state)
         torch.set_rng_state(resume["rng"])
         sums, counts, slot = resume["sums"], resume["counts"], int(resume["slot"])
         active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
     step_fn = vmap(grad(_loss(base, recipe, num_classes), has_aux=True), randomness="different")
 
+    def inputs(x: Tensor) -> Tensor:  # rows of pixels as the network takes them
+        return _normalize(x.view(*x.shape[:-1], *image_shape), recipe) if image_shape else x
+
     def logits(x: Tensor) -> Tensor:
         base.eval()
         fwd = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)), in_dims=(0, 0, None))
         with torch.no_grad():
-            out = torch.cat([fwd(params, buffers, x[i : i + EVAL_CHUNK].view(-1, *image_shape) if image_shape
-                                 else x[i : i + EVAL_CHUNK]) for i in range(0, x.shape[0], EVAL_CHUNK)], dim=1)
+            out = torch.cat([fwd(params, buffers, inputs(x[i : i + EVAL_CHUNK]))
+                             for i in range(0, x.shape[0], EVAL_CHUNK)], dim=1)
         base.train()
         return out
 
@@ -138,6 +162,7 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
     def state(epoch: int) -> dict:
         return {"epoch": epoch, "params": params, "buffers": buffers, "momentum": momentum, "active": active,
                 "gens": [gens[s].get_state() for s in seeds], "jac_gens": [jac_gens[s].get_state() for s in seeds],
+                "aug_gens": [aug_gens[s].get_state() for s in seeds],
                 "rng": torch.get_rng_state(), "sums": sums, "counts": counts, "slot": slot, "hist": hist.state_dict()}
 
     if resume is None:
@@ -154,6 +179,10 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
             xb = x_train[idx]
             if image_shape:
                 xb = xb.view(S, idx.shape[1], *image_shape)
+                if recipe.augment:  # one draw per seed, as its batch order: equal seeds, equal images
+                    lead = [data_seeds.index(s) for s in seeds]
+                    xb = crop_flip(xb[lead], [aug_gens[s] for s in seeds])[row]
+                xb = _normalize(xb, recipe)
             v = _directions(recipe, jac_gens, seeds, row, idx.shape[1], num_classes, device)
             others = torch.cat([sums[:, :slot], sums[:, slot + 1 :]], 1) if recipe.nsr else sums[:, :1]
             other_counts = torch.cat([counts[:, :slot], counts[:, slot + 1 :]], 1) if recipe.nsr else counts[:, :1]
@@ -192,6 +221,13 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
         m.load_state_dict({**{k: p[s] for k, p in params.items()}, **{k: b[s] for k, b in buffers.items()}})
         out.append(m)
     return out, hist
+
+
+def _normalize(x: Tensor, recipe: Recipe) -> Tensor:
+    """Images [..., C, H, W] less the recipe's per-channel mean, over its std (as they are without one)."""
+    if recipe.mean is None:
+        return x
+    return normalize(x, recipe.mean, recipe.std)
 
 
 def _directions(recipe: Recipe, gens: dict, seeds: list[int], row: Tensor, B: int, C: int, device) -> Tensor:
