@@ -320,3 +320,6 @@ def test_resnet18_trains_as_a_cell_under_the_official_recipe_on_a_synthetic_arch
                             (["net=mlp4"], "base=official is the NSR code's init")):
         with pytest.raises(UserError, match=part):
             validate(compose(["experiment=cifar", "net=resnet18", *overrides]))
+    with pytest.raises(UserError, match="names a layer of net=resnet18 or net=vgg19"):
+        validate(compose(["method=nsr", "reg.layer=bn1"]))
+    validate(compose(["experiment=cifar", "net=vgg19", "method=vanilla"]))  # the net's layer, unread without NSR

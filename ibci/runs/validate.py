@@ -164,8 +164,8 @@ def _check_layers(cfg: dict) -> None:
         raise UserError("base=official is the NSR code's init of net=resnet18 and net=vgg19 only")
     if cfg.get("augment", "none") == "crop_flip" and not is_zoo(cfg):
         raise UserError("augment=crop_flip crops and flips the images of net=resnet18 or net=vgg19 (data=cifar10)")
-    if reg.get("layer") is not None and (reg["name"] != "nsr" or not is_zoo(cfg)):
-        raise UserError(f"reg.layer={reg['layer']!r} names a layer of net=resnet18 or net=vgg19 for reg=nsr")
+    if reg.get("layer") is not None and reg["name"] == "nsr" and not is_zoo(cfg):  # without NSR it is not read
+        raise UserError(f"reg.layer={reg['layer']!r} names a layer of net=resnet18 or net=vgg19")
     if cfg.get("observe") and (is_cnn(cfg) or trains_on_general(cfg)):
         raise UserError("observe=true is for MLPs on the fast engine (no BatchNorm, Dropout, L1, L2 or Jacobian)")
 
