@@ -106,8 +106,15 @@ bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU
 docs: $(STAMP)  ## Regenerate docs/*.md from docs/src/ and the reference reports
 	$(PY) scripts/make_docs.py
 
-keep-runs:  ## Stage the finished reference cells' records (record, metrics, config, done; never checkpoints) for a commit
+keep-runs: $(STAMP)  ## Stage the finished reference cells' records (record, metrics, config, done; never checkpoints) and the NSR verdict they give, for a commit
 	@git add $$(for d in results/reference/runs/*/; do [ -f $$d/done ] && echo $$d/record.json $$d/metrics.csv $$d/config.yaml $$d/done; done) && git status --short results/reference/runs | grep -c '^A' || true
+	@# The partial NSR verdict from exactly the staged records (a running sweep adds others), as tests/test_reference.py checks it.
+	@tmp=$$(mktemp -d) && for f in $$(git ls-files results/reference/runs results/reference/bench.json); do \
+		mkdir -p $$tmp/$$(dirname $${f#results/reference/}) && cp $$f $$tmp/$${f#results/reference/}; done && \
+		$(PY) scripts/make_nsr_verdict.py nsr_verdict profile=paper results_dir=$$tmp > /dev/null && \
+		cp $$tmp/tables/nsr_verdict.md $$tmp/tables/nsr_verdict.csv $$tmp/tables/nsr_search.csv results/reference/paper_budget/ && \
+		git add results/reference/paper_budget/nsr_verdict.md results/reference/paper_budget/nsr_verdict.csv \
+		results/reference/paper_budget/nsr_search.csv && rm -rf $$tmp
 
 clean:  ## Remove generated results (keeps the committed reference results and the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/.hydra
