@@ -191,8 +191,8 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     ckpt_path = checkpoint_path(first, stack)
     resumed = read_checkpoint(ckpt_path, stack, device, log)
     # net=cnn: the CNN's network, inits and engine; the rest is as for an MLP. A regularizer only autograd
-    # computes (L1, L2, Jacobian), BatchNorm, Dropout and the CNN's NSR train on the general engine, the network
-    # as ordinary nn.Modules.
+    # computes (L1, L2, Jacobian), BatchNorm, Dropout, momentum, augmentation and the CIFAR-10 networks train on the
+    # general engine, the network as ordinary nn.Modules (validate.trains_on_general).
     init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
     if trains_on_general(first):
