@@ -138,8 +138,9 @@ def cnn_vanilla_cells(spec: dict, seeds: int) -> list[dict]:
 
 
 def first_cells(spec: dict, seeds: int) -> list[dict]:
-    """Every cell that needs no other cell's records, in the order a sweep trains them."""
-    return [*test_cells(spec, seeds), *search_cells(spec), *observe_cells(spec, seeds), *layer_cells(spec, seeds),
+    """Every cell that needs no other cell's records, in the order a sweep trains them (the two observation
+    cells before the long searches: they are the only records C6 and C7 have)."""
+    return [*test_cells(spec, seeds), *observe_cells(spec, seeds), *search_cells(spec), *layer_cells(spec, seeds),
             *regularizer_cells(spec), *cnn_vanilla_cells(spec, seeds), *cnn_search_cells(spec)]
 
 
