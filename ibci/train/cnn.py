@@ -15,6 +15,7 @@ from torch import Tensor
 from ..nets.cnn import KERNEL, SIDE, StackedCNN, chunk, forward_layout, layout
 from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
+from .nsr import queue_penalty
 
 
 # Images a chunk of evaluation holds at most: the training batch's size, where the layers ran fastest.
@@ -69,7 +70,7 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
     active = torch.ones(S, device=device)
     hist = new_history(S, epochs, eval_sets)
     C = model.weights[-1].shape[2]
-    # NSR's queue (ibci.train.general's): per model the class sums and counts of the last nsr_queue batches.
+    # NSR's queue: per model the class sums and counts of the last nsr_queue batches (train.nsr.queue_penalty).
     queue = max(1, nsr_queue)
     sums = torch.zeros(S, queue, C, C, device=device)
     counts = torch.zeros_like(sums)
@@ -104,11 +105,10 @@ def train(model: StackedCNN, x_train: Tensor, y_train: Tensor, data_seeds: list[
             loss = F.cross_entropy(logits.flatten(0, 1), y_train[idx].flatten(), reduction="none").view(S, B).mean(1)
             if lam:  # the class means of the queue's other batches and this one, held fixed
                 onehot = F.one_hot(y_train[idx], C).to(logits.dtype)  # [S, B, C]
-                batch_sums = onehot.transpose(1, 2) @ logits.detach()
-                batch_counts = onehot.sum(1).unsqueeze(2).expand_as(batch_sums)
                 keep = torch.arange(queue, device=device) != slot
-                means = (sums[:, keep].sum(1) + batch_sums) / (counts[:, keep].sum(1) + batch_counts).clamp_min(1)
-                loss = loss + lam * (logits - onehot @ means).square().mean((1, 2))
+                pen, batch_sums, batch_counts = queue_penalty(logits, onehot, sums[:, keep].sum(1),
+                                                              counts[:, keep].sum(1))
+                loss = loss + lam * pen
                 with torch.no_grad():
                     sums[:, slot], counts[:, slot] = batch_sums, batch_counts
                 slot = (slot + 1) % queue

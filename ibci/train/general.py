@@ -28,6 +28,7 @@ from ..seeding import generator
 from .augment import crop_flip, normalize
 from .orders import data_generators, epoch_order
 from .history import History, freeze_diverged, logit_stats, new_history, record_epoch
+from .nsr import queue_penalty
 
 EVAL_CHUNK = 1000  # images an evaluation pass holds at once
 
@@ -82,11 +83,9 @@ def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
         sums = counts = queue_sums[0]
         if recipe.nsr:
             h = seen[0].flatten(1) if recipe.nsr_layer else out
-            onehot = (y.unsqueeze(1) == torch.arange(num_classes, device=y.device)).to(h.dtype)  # one_hot checks y.max(): no vmap
-            sums = onehot.T @ h.detach()
-            counts = onehot.sum(0).unsqueeze(1).expand_as(sums)
-            means = (queue_sums.sum(0) + sums) / (queue_counts.sum(0) + counts).clamp_min(1)
-            total = total + recipe.nsr * (h - onehot @ means).square().mean()
+            onehot = (y.unsqueeze(1) == torch.arange(num_classes, device=y.device)).to(h.dtype)
+            pen, sums, counts = queue_penalty(h, onehot, queue_sums.sum(0), queue_counts.sum(0))
+            total = total + recipe.nsr * pen
         return total, (total.detach(), buffers, sums, counts)
 
     return loss

@@ -21,6 +21,17 @@ LARGEST_IMAGES = 10000
 NSR_FIRING = 1e-5
 
 
+def queue_penalty(h: Tensor, onehot: Tensor, other_sums: Tensor, other_counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """NSR's penalty mean (h - m[y])^2 of responses h [..., B, units], labels one-hot [..., B, C], m[c] the class
+    means over the queue's other batches (their class sums and counts, [..., C, units]) and this one, held fixed.
+    Returns (penalty [...], this batch's sums, its counts): what the autograd engines (general, CNN) share;
+    batched or under vmap alike (one_hot would check y.max(), so the caller builds `onehot`)."""
+    sums = onehot.transpose(-1, -2) @ h.detach()
+    counts = onehot.sum(-2).unsqueeze(-1).expand_as(sums)
+    means = (other_sums + sums) / (other_counts + counts).clamp_min(1)
+    return (h - onehot @ means).square().mean((-2, -1)), sums, counts
+
+
 @dataclass
 class Steadiness:
     """Neuron Steadiness Regularization (Fu, Du, Mao et al., NeurIPS 2022) for a packed stack.
