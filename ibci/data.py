@@ -156,6 +156,14 @@ def load_mnist(root: str | Path = "data", download: bool = True) -> MNIST:
     return load_data("mnist", root, download)
 
 
+def load_group(data: dict) -> MNIST:
+    """The data set a config's `data` group names (configs/data/): CIFAR-10 from its `path`, the others from
+    `root` (`load_data`)."""
+    if data["name"] == "cifar10":
+        return load_cifar10(data["path"], verify=bool(data["verify"]))
+    return load_data(data["name"], data["root"], download=data["download"])
+
+
 def load_data(name: str, root: str | Path = "data", download: bool = True) -> MNIST:
     """Data set `name` from `<root>/<folder>/raw/`, materializing the IDX files there first if needed.
 

@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"{flags[0]} is not an option of scripts/sweep.py (it takes an experiment and overrides; "
                         "see --help)")
     # torch loads here, inside the Ctrl-C handler below
+    from ibci.runs.records import is_done, run_dir_of
     from ibci.runs.runner import run_cells
     from ibci.cli import check_group_options
 
@@ -47,12 +48,24 @@ def main(argv: list[str]) -> None:
     # choices' test cells first), until no new cell appears.
     every = int(spec.get("replan_every", 0)) or None
     while True:
-        jobs = experiment_jobs(spec, overrides)
-        new = [j for j in jobs if j not in trained][:every]
+        jobs = [j for j in experiment_jobs(spec, overrides) if j not in trained]
+        check_added_keys(jobs)
+        if every:  # the cells done before, passed over quietly: the log shows what trains
+            new, cfgs = [], []
+            for job in jobs:
+                cfg = compose_many([job])[0]
+                if is_done(run_dir_of(cfg)):
+                    trained.append(job)
+                    continue
+                new.append(job)
+                cfgs.append(cfg)
+                if len(new) == every:
+                    break
+        else:
+            new = jobs
+            cfgs = compose_many(new) if new else []
         if not new:
             break
-        check_added_keys(new)
-        cfgs = compose_many(new)
         print(f"{spec['name']}: {len(cfgs)} {'more ' if trained else ''}cells")
         run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells",
                                                                                       cfgs[0]["stack_cells"]))

@@ -23,10 +23,11 @@ def trained(outputs: list[str]) -> collections.Counter:
                                if line.startswith("done "))
 
 
-@pytest.mark.parametrize("offset_s", [0.0, 1.0])
-def test_two_sweeps_at_once_train_every_cell_once(offset_s, mnist_root, tmp_path):
+# replan_every (the NSR verdict's way): the sweep plans again after every 2 cells, passing over done ones quietly.
+@pytest.mark.parametrize("offset_s, replan", [(0.0, ""), (1.0, ""), (0.5, "replan_every: 2\n")])
+def test_two_sweeps_at_once_train_every_cell_once(offset_s, replan, mnist_root, tmp_path):
     experiment = tmp_path / "tiny.yaml"
-    experiment.write_text(GRID)
+    experiment.write_text(GRID + replan)
     results = tmp_path / "results"
     args = [sys.executable, "scripts/sweep.py", str(experiment), *BUDGET, "stack_cells=1",
             f"data.root={mnist_root}", f"results_dir={results}"]
@@ -46,6 +47,8 @@ def test_two_sweeps_at_once_train_every_cell_once(offset_s, mnist_root, tmp_path
     # A later run of the same command finds everything done.
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and not trained([again.stdout])
+    if replan:
+        assert "skip " not in again.stdout, again.stdout
 
 
 def test_a_cell_held_by_another_job_is_left_to_it(small_cfg):

@@ -100,6 +100,11 @@ def cell_id(cfg: dict) -> str:
     return f"{k['base']}-{method}-{k['net']}-{k['data']}-{k['protocol']}-s{b['seeds']}e{b['epochs']}-{digest}"
 
 
+def run_dir_of(cfg: dict) -> Path:
+    """The cell's run directory: `<results_dir>/runs/<cell_id>`."""
+    return Path(cfg["results_dir"]) / "runs" / cell_id(cfg)
+
+
 def is_done(run_dir: Path) -> bool:
     return (Path(run_dir) / DONE).exists()
 

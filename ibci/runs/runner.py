@@ -41,7 +41,7 @@ import yaml
 from tqdm import tqdm
 
 from .. import ROOT, __version__, seeding
-from ..data import CIFAR10_MEAN, CIFAR10_STD, load_cifar10, load_data, split_heldout
+from ..data import CIFAR10_MEAN, CIFAR10_STD, load_group, split_heldout
 from ..errors import UserError
 from ..files import atomic_write, write_json
 from ..init import conv as conv_init
@@ -67,8 +67,7 @@ def load_splits(cfg: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     data = cfg["data"]
     key = (data["name"], str(data["root"]), data["download"], str(data.get("path")), data.get("verify"))
     if key not in _DATA_CACHE:  # sweeps in one process load each data set once
-        _DATA_CACHE[key] = (load_cifar10(data["path"], verify=bool(data["verify"])) if data["name"] == "cifar10"
-                            else load_data(data["name"], data["root"], download=data["download"]))
+        _DATA_CACHE[key] = load_group(data)
     d = _DATA_CACHE[key]
     x, y = d.x_train, d.y_train
     splits = {"test": (d.x_test, d.y_test)}
@@ -119,7 +118,7 @@ def plan(cfgs: list[dict], stack_cells: int = 1) -> tuple[list[dict], list[list[
     for cfg in cfgs:
         validate(cfg)  # every cell is checked before any is trained
     for cfg in cfgs:
-        run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
+        run_dir = records.run_dir_of(cfg)
         rec = records.read_record(run_dir)
         if rec is not None:
             if records.legacy(rec) and "overrides" in cfg:
@@ -157,7 +156,7 @@ def add_call(rec: dict, cfg: dict) -> dict:
 
 
 def _prepare(cfg: dict) -> Path:
-    run_dir = Path(cfg["results_dir"]) / "runs" / records.cell_id(cfg)
+    run_dir = records.run_dir_of(cfg)
     try:
         records.prepare_run_dir(run_dir)
         atomic_write(run_dir / "config.yaml", yaml.safe_dump(settings_of(cfg), sort_keys=False))
