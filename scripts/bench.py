@@ -15,7 +15,11 @@ against plain training (`--json`: for the NSR verdict's C8), and
   (d) the CNN of `net=cnn` (ibci/nets/cnn.py), 5 seeds, one epoch with its test
       evaluation: the stacked engine (grouped convolutions) against the
       conventional loop (nn.Sequential + torch.optim.SGD, one seed after the
-      other, batches from in-memory tensors).
+      other, batches from in-memory tensors), and the rate of its two grouped
+      convolutions alone (`cnn_conv_fraction` of sgemm: the CNN's ceiling);
+  (e) the general engine (ibci/train/general.py: autograd under vmap, what
+      trains BatchNorm, Dropout, L1/L2/Jacobian and the zoo) on (b)'s depth-2
+      stack: `general_vs_hand_d2`, its time over the hand-written engine's.
 FLOPs of training count 6 x (sum of layer in x out) per image per model (the
 forward and two backward matmuls); a conv layer counts in x out x kernel area
 per output position. The last line is machine-readable.
@@ -45,6 +49,8 @@ from ibci.init.bases import init_base  # noqa: E402
 from ibci.init import conv as conv_init  # noqa: E402
 from ibci.nets import cnn as cnn_net  # noqa: E402
 from ibci.train import cnn as cnn_engine  # noqa: E402
+from ibci.train import general  # noqa: E402
+from ibci.nets.modules import mlp_modules  # noqa: E402
 from ibci.nets.mlp import StackedMLP, cnn_widths, layer_sizes  # noqa: E402
 from ibci.runs.runner import load_splits, plan  # noqa: E402
 
@@ -113,6 +119,12 @@ def engine_epochs(experiment: str, threads: int | None) -> dict[int, dict]:
         out[depth] = {"models": models, "cells": len(cells), "seconds": seconds,
                       "s_per_model_epoch": seconds / models,
                       "gflops": train_flops(sizes, x.shape[0]) * models / seconds / 1e9}
+        if depth == 2:  # the general engine (autograd under vmap) on the same stack, batches and evaluations
+            mods = mlp_modules(model)
+            general.train(mods, x[:1000], y[:1000], seeds * len(cells), 1, 100, general.Recipe(lr=cfg["lr"]), {})
+            start = time.perf_counter()
+            general.train(mods, x, y, seeds * len(cells), 1, cfg["batch_size"], general.Recipe(lr=cfg["lr"]), splits)
+            out[depth]["general_seconds"] = time.perf_counter() - start
     return out
 
 
@@ -189,6 +201,39 @@ def cnn_epochs(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: t
     flops = cnn_train_flops(cnn_widths(), x.shape[0]) * seeds
     return {"models": seeds, "images": x.shape[0], "seconds": stacked, "loop_seconds": loop,
             "gflops": flops / stacked / 1e9, "loop_gflops": flops / loop / 1e9}
+
+
+def cnn_conv_ceiling(seeds: int = 5, batches: int = 100, batch: int = 100) -> float:
+    """GFLOP/s of the CNN's two grouped convolutions alone, forward and both backward passes, in the engine's
+    layout (channels-last, one group per model) on `batches` batches: the ceiling of the CNN engine's rate on
+    this machine, as sgemm is the MLP engine's."""
+    c1, c2, _ = cnn_widths()
+    k, sides = cnn_net.KERNEL, cnn_net.conv_sides()
+    x = cnn_net.layout(torch.randn(batch, 784), seeds)
+    h = torch.randn(batch, seeds * c1, sides[1], sides[1]).contiguous(memory_format=torch.channels_last)
+    h.requires_grad_(True)
+    w1 = torch.randn(seeds * c1, 1, k, k, requires_grad=True)
+    w2 = torch.randn(seeds * c2, c1, k, k, requires_grad=True)
+
+    grads = []
+
+    def step():
+        z = [torch.nn.functional.conv2d(x, w1, groups=seeds),  # the first layer needs no input gradient
+             torch.nn.functional.conv2d(h, w2, groups=seeds)]
+        if not grads:  # dense, in the outputs' memory format (a sum's expanded ones would take a slow path)
+            grads.extend(torch.randn_like(t) for t in z)
+        torch.autograd.backward(z, grads)
+
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(batches):
+        step()
+    seconds = time.perf_counter() - start
+    maps = [(side - k + 1) ** 2 for side in sides[:2]]
+    # As cnn_train_flops counts them: 3 passes (the first layer's input gradient counted too, for one ratio).
+    flops = 6.0 * (maps[0] * c1 * k * k + maps[1] * c2 * c1 * k * k) * batch * batches * seeds
+    return flops / seconds / 1e9
 
 
 def cnn_line(r: dict, gemm: float) -> str:
@@ -281,6 +326,7 @@ def main() -> None:
     rss = peak_rss_depth3_cell(threads)
     cost = nsr_cost(threads)
     cnn = cnn_epochs(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, args.cnn_images)
+    conv_rate = cnn_conv_ceiling()
 
     conv_flops = train_flops(layer_sizes(2), 60000) / conv / 1e9
     print(f"\n{'what':44s} {'s/epoch':>9s} {'models':>6s} {'s/model-epoch':>13s} {'GFLOP/s':>8s} {'of peak':>7s}")
@@ -294,6 +340,13 @@ def main() -> None:
         print(f"{f'campaign, depth {d}, 60k images, per seed':44s} {s:9.2f}")
     print(f"{'NSR, MLP-4, 4 cells x 5 seeds: plain / with NSR':44s} {nsr['plain']:9.2f} / {nsr['nsr']:.2f}")
     print(cnn_line(cnn, gemm))
+    print(f"{'(d) its two grouped convolutions alone':44s} {'':>9s} {'':>6s} {'':>13s} {conv_rate:8.1f} "
+          f"{conv_rate / gemm:7.0%}  (the CNN engine at {cnn['gflops'] / conv_rate:.0%} of them)")
+    d2 = ours[2]
+    general_gflops = d2["gflops"] * d2["seconds"] / d2["general_seconds"]
+    print(f"{'(e) general engine, depth 2, ' + str(d2['cells']) + ' cells x 5 seeds':44s} {d2['general_seconds']:9.2f} "
+          f"{d2['models']:6d} {d2['general_seconds'] / d2['models']:13.3f} {general_gflops:8.1f} "
+          f"{general_gflops / gemm:7.0%}")
     print(f"peak RSS of a depth-3 cell with 5 seeds: {rss:.0f} MB")
     print(f"{'NSR, MLP-4, 5 seeds, per step: plain / NSR':44s} {cost['time']['plain'] * 1e3:9.2f} / "
           f"{cost['time']['nsr'] * 1e3:.2f} ms, training memory {cost['memory']['plain']:.1f} / "
@@ -306,9 +359,10 @@ def main() -> None:
     minutes /= 60
     speedup = conv / ours[2]["s_per_model_epoch"]
     print(f"speedup={speedup:.1f} peak_fraction_d2={ours[2]['gflops'] / gemm:.2f} "
-          f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} protocol_minutes={minutes:.0f} "
-          f"nsr_overhead={nsr['overhead']:.3f} cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} "
-          f"cnn_peak_fraction={cnn['gflops'] / gemm:.2f}")
+          f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} peak_fraction_d5={ours[5]['gflops'] / gemm:.2f} "
+          f"protocol_minutes={minutes:.0f} nsr_overhead={nsr['overhead']:.3f} "
+          f"cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} cnn_peak_fraction={cnn['gflops'] / gemm:.2f} "
+          f"cnn_conv_fraction={conv_rate / gemm:.2f} general_vs_hand_d2={d2['general_seconds'] / d2['seconds']:.2f}")
     if args.json:
         from ibci.files import write_json
 

@@ -191,6 +191,7 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
                 sums[:, slot], counts[:, slot] = new_sums, new_counts
                 slot = (slot + 1) % queue
             with torch.no_grad():
+                rates = {d: (recipe.lr * active).view(-1, *(1,) * (d - 1)) for d in {p.dim() for p in params.values()}}
                 for k, p in params.items():
                     g = grads[k]
                     if recipe.weight_decay:
@@ -198,7 +199,7 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
                     if recipe.momentum:
                         momentum[k] = g.clone() if momentum[k] is None else momentum[k].mul_(recipe.momentum).add_(g)
                         g = momentum[k]
-                    p.sub_(g * (recipe.lr * active.view(-1, *(1,) * (p.dim() - 1))))
+                    p.addcmul_(g, rates[p.dim()], value=-1.0)  # p -= lr * g, a frozen copy's rate 0
             loss_sum += losses
             steps += 1
         losses = loss_sum / steps
