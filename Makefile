@@ -112,9 +112,11 @@ keep-runs: $(STAMP)  ## Stage the finished reference cells' records (record, met
 	@tmp=$$(mktemp -d) && for f in $$(git ls-files results/reference/runs results/reference/bench.json); do \
 		mkdir -p $$tmp/$$(dirname $${f#results/reference/}) && cp $$f $$tmp/$${f#results/reference/}; done && \
 		$(PY) scripts/make_nsr_verdict.py nsr_verdict profile=paper results_dir=$$tmp > /dev/null && \
-		cp $$tmp/tables/nsr_verdict.md $$tmp/tables/nsr_verdict.csv $$tmp/tables/nsr_search.csv results/reference/paper_budget/ && \
+		cp $$tmp/tables/nsr_verdict.md $$tmp/tables/nsr_verdict.csv $$tmp/tables/nsr_search.csv \
+		$$tmp/tables/nsr_observation1.png $$tmp/tables/nsr_observation2.png results/reference/paper_budget/ && \
 		git add results/reference/paper_budget/nsr_verdict.md results/reference/paper_budget/nsr_verdict.csv \
-		results/reference/paper_budget/nsr_search.csv && rm -rf $$tmp
+		results/reference/paper_budget/nsr_search.csv results/reference/paper_budget/nsr_observation1.png \
+		results/reference/paper_budget/nsr_observation2.png && rm -rf $$tmp
 
 clean:  ## Remove generated results (keeps the committed reference results and the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/.hydra
