@@ -68,3 +68,15 @@ def test_the_committed_nsr_verdict_regenerates_from_the_committed_records(tmp_pa
     assert out.returncode == 0, out.stderr
     for name in ("nsr_verdict.md", "nsr_verdict.csv", "nsr_search.csv"):
         assert (tmp_path / "tables" / name).read_text() == (REFERENCE / "paper_budget" / name).read_text(), name
+
+
+def test_the_authors_code_summary_regenerates_from_its_logs(tmp_path):
+    """What the authors' scripts printed (results/reference/authors_code/logs/) gives the committed summary."""
+    folder = REFERENCE / "authors_code"
+    if not (folder / "summary.md").exists():
+        pytest.skip("no committed summary of the authors' code")
+    shutil.copytree(folder / "logs", tmp_path / "logs")
+    out = subprocess.run([sys.executable, "scripts/authors_code.py", "--folder", str(tmp_path), "--results",
+                          str(REFERENCE)], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "summary.md").read_text() == (folder / "summary.md").read_text()
