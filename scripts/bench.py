@@ -156,13 +156,17 @@ def nsr_overhead(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test:
     return dict(times, overhead=times["nsr"] / times["plain"] - 1)
 
 
+def cnn_conv_macs(widths: list[int]) -> int:
+    """Forward multiply-adds per image of the CNN's two convolutions."""
+    c1, c2, _ = widths
+    maps = [(s - cnn_net.KERNEL + 1) ** 2 for s in cnn_net.conv_sides()[:2]]  # output positions of each conv layer
+    return maps[0] * c1 * cnn_net.KERNEL**2 + maps[1] * c2 * c1 * cnn_net.KERNEL**2
+
+
 def cnn_train_flops(widths: list[int], images: int) -> float:
     """Training FLOPs of the CNN: 3 x its forward multiply-adds x 2, as `train_flops` counts an MLP's."""
-    c1, c2, h = widths
-    sides = cnn_net.conv_sides()
-    maps = [(s - cnn_net.KERNEL + 1) ** 2 for s in sides[:2]]  # output positions of each conv layer
-    area = cnn_net.KERNEL**2
-    macs = maps[0] * c1 * area + maps[1] * c2 * c1 * area + c2 * sides[2] ** 2 * h + h * 10
+    c2, h = widths[1], widths[2]
+    macs = cnn_conv_macs(widths) + c2 * cnn_net.conv_sides()[2] ** 2 * h + h * 10
     return 6.0 * macs * images
 
 
@@ -230,9 +234,8 @@ def cnn_conv_ceiling(seeds: int = 5, batches: int = 100, batch: int = 100) -> fl
     for _ in range(batches):
         step()
     seconds = time.perf_counter() - start
-    maps = [(side - k + 1) ** 2 for side in sides[:2]]
     # As cnn_train_flops counts them: 3 passes (the first layer's input gradient counted too, for one ratio).
-    flops = 6.0 * (maps[0] * c1 * k * k + maps[1] * c2 * c1 * k * k) * batch * batches * seeds
+    flops = 6.0 * cnn_conv_macs(cnn_widths()) * batch * batches * seeds
     return flops / seconds / 1e9
 
 

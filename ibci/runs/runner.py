@@ -436,7 +436,7 @@ def _claim(group: list[dict], by_id: dict, held: contextlib.ExitStack, log: Call
     mine = []
     for cfg in group:
         cid = records.cell_id(cfg)
-        run_dir = Path(cfg["results_dir"]) / "runs" / cid
+        run_dir = records.run_dir_of(cfg)
         if cid not in by_id:
             try:
                 lock = records.try_lock(run_dir)
