@@ -106,7 +106,7 @@ bench: $(STAMP)  ## Speed benchmark: conventional loop vs our engine vs this CPU
 docs: $(STAMP)  ## Regenerate docs/*.md from docs/src/ and the reference reports
 	$(PY) scripts/make_docs.py
 
-keep-runs: $(STAMP)  ## Stage the finished reference cells' records (record, metrics, config, done; never checkpoints) and the NSR verdict they give, for a commit
+keep-runs: $(STAMP)  ## Stage the finished reference cells' records (record, metrics, config, done; never checkpoints) the NSR verdict they give and the docs that include it, for a commit
 	@git add $$(for d in results/reference/runs/*/; do [ -f $$d/done ] && echo $$d/record.json $$d/metrics.csv $$d/config.yaml $$d/done; done) && git status --short results/reference/runs | grep -c '^A' || true
 	@# The partial NSR verdict from exactly the staged records (a running sweep adds others), as tests/test_reference.py checks it.
 	@tmp=$$(mktemp -d) && for f in $$(git ls-files results/reference/runs results/reference/bench.json); do \
@@ -117,6 +117,8 @@ keep-runs: $(STAMP)  ## Stage the finished reference cells' records (record, met
 		git add results/reference/paper_budget/nsr_verdict.md results/reference/paper_budget/nsr_verdict.csv \
 		results/reference/paper_budget/nsr_search.csv results/reference/paper_budget/nsr_observation1.png \
 		results/reference/paper_budget/nsr_observation2.png && rm -rf $$tmp
+	@# docs/results.md includes the report: regenerate it too, or tests/test_docs.py finds it stale.
+	@$(PY) scripts/make_docs.py > /dev/null && git add docs
 
 clean:  ## Remove generated results (keeps the committed reference results and the venv)
 	rm -rf $(RESULTS)/runs $(RESULTS)/tables $(RESULTS)/figures $(RESULTS)/.hydra
