@@ -52,7 +52,7 @@ from ibci.train import cnn as cnn_engine  # noqa: E402
 from ibci.train import general  # noqa: E402
 from ibci.nets.modules import mlp_modules  # noqa: E402
 from ibci.nets.mlp import StackedMLP, cnn_widths, layer_sizes  # noqa: E402
-from ibci.runs.runner import load_splits, plan  # noqa: E402
+from ibci.runs.runner import load_splits, plan, reuse_freed_memory  # noqa: E402
 
 DEPTHS = (2, 3, 5)
 PAPER_CELLS = 30  # Tables 1 and 2 together: 2 bases x 5 inits x 3 depths
@@ -314,6 +314,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
+    reuse_freed_memory()  # as every training process does (ibci.runs.runner.train_group)
     os.environ["IBCI_DATA"] = args.data
     from ibci.data import load_mnist
 

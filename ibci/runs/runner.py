@@ -21,6 +21,7 @@ gives the differences measured).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import hashlib
@@ -87,6 +88,29 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity outside Linux
         return os.cpu_count() or 1
+
+
+def reuse_freed_memory() -> None:
+    """Have glibc keep freed blocks of up to 32 MB for the next step instead of unmapping them.
+
+    By default each training step maps its large activations (a CNN's conv
+    maps) afresh and the kernel zero-fills every page on first touch: with 5
+    stacked CNNs on 2 threads, 2.5 million page faults and a third of the
+    step's time in the kernel. Kept, the same buffers serve every step (12-15%
+    faster CNN epochs, MLP epochs unchanged, measured on this project's CPU).
+    Elsewhere (no glibc) it does nothing; results do not depend on it.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's own upper bound for this threshold
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 64 << 20)
 
 
 def git_commit() -> str | None:
@@ -179,6 +203,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     """
     first = cells[0]
     torch.set_num_threads(first["threads"] or available_cores())
+    reuse_freed_memory()
     started = time.perf_counter()
     splits = load_splits(first)  # before any run directory exists: a data error leaves nothing behind
     stack = [records.cell_id(cfg) for cfg in cells]
