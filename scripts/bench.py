@@ -7,7 +7,8 @@ In one process, on the same machine:
       shuffled with 2 workers, nn.Sequential, torch.optim.SGD): one depth-2 epoch;
   (b) our engine configured as `make table1` runs it (5 seeds per cell, the
       cells of one depth stacked, test error after the epoch): one epoch per depth;
-  (c) this machine's float32 sgemm rate, measured on the spot;
+  (c) this machine's float32 sgemm rate, measured between the sections (each ratio is of the higher
+      of the two around its own section: the machine's speed drifts);
 plus the campaign's time per seed per depth, NSR's overhead on one MLP-4 epoch
 (`nsr_overhead`, the fraction of time NSR adds; the target is at most 0.10),
 the peak RSS of a depth-3 cell, NSR's time and peak RSS per step on MLP-4
@@ -321,36 +322,46 @@ def main() -> None:
     mnist = load_mnist(args.data)
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads")
 
-    gemm = sgemm_gflops()
+    # This machine's speed drifts by up to 1.5x within minutes (neighbours on the host), so each ratio is taken
+    # against sgemm measured just before and just after its own section, the higher of the two.
+    rates = [sgemm_gflops()]
     conv = conventional_epoch(args.data)
+    rates.append(sgemm_gflops())
     torch.set_num_threads(threads)  # DataLoader workers may have changed it
     ours = engine_epochs(args.experiment, threads)
+    rates.append(sgemm_gflops())
     camp = campaign_seconds(mnist.x_train, mnist.y_train)
     nsr = nsr_overhead(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test)
     rss = peak_rss_depth3_cell(threads)
     cost = nsr_cost(threads)
+    rates.append(sgemm_gflops())
     cnn = cnn_epochs(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, args.cnn_images)
+    rates.append(sgemm_gflops())
     conv_rate = cnn_conv_ceiling()
+    rates.append(sgemm_gflops())
+    gemm = max(rates)
+    peak_a, peak_b, peak_d, peak_conv = (max(rates[i : i + 2]) for i in (0, 1, 3, 4))
 
     conv_flops = train_flops(layer_sizes(2), 60000) / conv / 1e9
     print(f"\n{'what':44s} {'s/epoch':>9s} {'models':>6s} {'s/model-epoch':>13s} {'GFLOP/s':>8s} {'of peak':>7s}")
-    print(f"{'(c) sgemm 2048^3, float32':44s} {'':>9s} {'':>6s} {'':>13s} {gemm:8.1f} {1:7.0%}")
-    print(f"{'(a) conventional loop, depth 2':44s} {conv:9.2f} {1:6d} {conv:13.3f} {conv_flops:8.1f} {conv_flops / gemm:7.0%}")
+    print(f"{'(c) sgemm 2048^3, float32, the highest of':44s} {'':>9s} {'':>6s} {'':>13s} {gemm:8.1f} {1:7.0%}  "
+          f"({' '.join(f'{r:.0f}' for r in rates)} between the sections; each row's % is of its own)")
+    print(f"{'(a) conventional loop, depth 2':44s} {conv:9.2f} {1:6d} {conv:13.3f} {conv_flops:8.1f} {conv_flops / peak_a:7.0%}")
     for d, r in ours.items():
         label = f"(b) engine, depth {d}, {r['cells']} cells x 5 seeds"
         print(f"{label:44s} {r['seconds']:9.2f} {r['models']:6d} {r['s_per_model_epoch']:13.3f} "
-              f"{r['gflops']:8.1f} {r['gflops'] / gemm:7.0%}")
+              f"{r['gflops']:8.1f} {r['gflops'] / peak_b:7.0%}")
     for d, s in camp.items():
         print(f"{f'campaign, depth {d}, 60k images, per seed':44s} {s:9.2f}")
     print(f"{'NSR, MLP-4, 4 cells x 5 seeds: plain / with NSR':44s} {nsr['plain']:9.2f} / {nsr['nsr']:.2f}")
-    print(cnn_line(cnn, gemm))
+    print(cnn_line(cnn, peak_d))
     print(f"{'(d) its two grouped convolutions alone':44s} {'':>9s} {'':>6s} {'':>13s} {conv_rate:8.1f} "
-          f"{conv_rate / gemm:7.0%}  (the CNN engine at {cnn['gflops'] / conv_rate:.0%} of them)")
+          f"{conv_rate / peak_conv:7.0%}  (the CNN engine at {cnn['gflops'] / conv_rate:.0%} of them)")
     d2 = ours[2]
     general_gflops = d2["gflops"] * d2["seconds"] / d2["general_seconds"]
     print(f"{'(e) general engine, depth 2, ' + str(d2['cells']) + ' cells x 5 seeds':44s} {d2['general_seconds']:9.2f} "
           f"{d2['models']:6d} {d2['general_seconds'] / d2['models']:13.3f} {general_gflops:8.1f} "
-          f"{general_gflops / gemm:7.0%}")
+          f"{general_gflops / peak_b:7.0%}")
     print(f"peak RSS of a depth-3 cell with 5 seeds: {rss:.0f} MB")
     print(f"{'NSR, MLP-4, 5 seeds, per step: plain / NSR':44s} {cost['time']['plain'] * 1e3:9.2f} / "
           f"{cost['time']['nsr'] * 1e3:.2f} ms, training memory {cost['memory']['plain']:.1f} / "
@@ -362,16 +373,18 @@ def main() -> None:
     minutes += sum(CAMPAIGN_INITS * 5 * camp[d] for d in DEPTHS)
     minutes /= 60
     speedup = conv / ours[2]["s_per_model_epoch"]
-    print(f"speedup={speedup:.1f} peak_fraction_d2={ours[2]['gflops'] / gemm:.2f} "
-          f"peak_fraction_d3={ours[3]['gflops'] / gemm:.2f} peak_fraction_d5={ours[5]['gflops'] / gemm:.2f} "
+    print(f"speedup={speedup:.1f} peak_fraction_d2={ours[2]['gflops'] / peak_b:.2f} "
+          f"peak_fraction_d3={ours[3]['gflops'] / peak_b:.2f} peak_fraction_d5={ours[5]['gflops'] / peak_b:.2f} "
           f"protocol_minutes={minutes:.0f} nsr_overhead={nsr['overhead']:.3f} "
-          f"cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} cnn_peak_fraction={cnn['gflops'] / gemm:.2f} "
-          f"cnn_conv_fraction={conv_rate / gemm:.2f} general_vs_hand_d2={d2['general_seconds'] / d2['seconds']:.2f}")
+          f"cnn_speedup={cnn['loop_seconds'] / cnn['seconds']:.2f} cnn_peak_fraction={cnn['gflops'] / peak_d:.2f} "
+          f"cnn_conv_fraction={conv_rate / peak_conv:.2f} general_vs_hand_d2={d2['general_seconds'] / d2['seconds']:.2f}")
     if args.json:
         from ibci.files import write_json
 
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(Path(args.json), {"machine": {"cores": os.cpu_count(), "threads": threads,
-                                                 "torch": torch.__version__, "sgemm_gflops": gemm},
+                                                 "torch": torch.__version__, "sgemm_gflops": gemm,
+                                                 "sgemm_between_sections": rates},
                                      "nsr_cost": cost, "nsr_overhead": nsr, "peak_rss_depth3_mb": rss})
 
 
