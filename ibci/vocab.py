@@ -18,6 +18,8 @@ BASES = ("xavier", "he", "normal", "authors", "official")  # base=... (official:
 UNIFORM_BIAS = "uniform"  # base.bias: a constant, or this word for nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 REGS = ("none", "nsr", "l1", "l2", "jacobian")  # reg=...
 GENERAL_REGS = ("l1", "l2", "jacobian")  # the regularizers only the general engine trains (ibci.train.general)
+# The key of each one's strength, which the general engine takes per model (cells differing in it share a stack).
+STRENGTH_KEYS = {"l1": "strength", "l2": "weight_decay", "jacobian": "strength"}
 ZOO = ("resnet18", "vgg19")  # net=...: the NSR code's CIFAR-10 networks (ibci.nets.zoo), on the general engine
 AUGMENTS = ("none", "crop_flip")  # augment=...
 NSR_READINGS = ("logits", "penultimate", "largest", "every")  # reg.reading: which layers NSR penalizes

@@ -49,7 +49,7 @@ def test_the_jacobian_estimate_is_the_frobenius_norm_on_average():
     x = torch.randn(4, 6)
     exact = sum(torch.autograd.functional.jacobian(net, x[i : i + 1]).square().sum() for i in range(4)) / 4
     base = copy.deepcopy(net).to("meta")
-    loss = general._loss(base, general.Recipe(lr=0.1, jacobian=2.0, projections=4000), 3)
+    loss = general._loss(base, general.Recipe(lr=0.1, jacobian=2.0, projections=4000), 3, False, True)
     params, buffers = dict(net.named_parameters()), {}
     v = torch.randn(4000, 4, 3)
     v = v / v.norm(dim=-1, keepdim=True)
@@ -57,8 +57,25 @@ def test_the_jacobian_estimate_is_the_frobenius_norm_on_average():
     with torch.no_grad():
         ce = torch.nn.functional.cross_entropy(net(x), y)
     got = loss({k: p.detach() for k, p in params.items()}, buffers, x, y, v, torch.zeros(1, 3, 3),
-               torch.zeros(1, 3, 3))[0] - ce
+               torch.zeros(1, 3, 3), torch.tensor([0.0, 2.0]))[0] - ce
     assert got.item() == pytest.approx(exact.item(), rel=0.05)  # strength 2 times the half-norm
+
+
+def test_copies_with_their_own_strengths_train_as_each_would_with_that_strength_alone(toy_data):
+    """A stacked search: per-copy L1, weight decay and Jacobian strengths give each copy what a stack of it alone
+    with that one strength gives (its batches, its Jacobian directions, its update)."""
+    x, y = toy_data
+    stack = init_base([784, 24, 10], [seeding.generator(s, "init") for s in (0, 1, 2)], "he", bias=0.01)
+    per_copy = {"l1": [1e-4, 0.0, 0.0], "weight_decay": [0.0, 1e-2, 0.0], "jacobian": [0.0, 0.0, 0.05]}
+    together, hist = general.train(mlp_modules(stack), x, y, [0, 1, 2], 2, 64, general.Recipe(lr=0.1, **per_copy), {})
+    for s in range(3):
+        recipe = general.Recipe(lr=0.1, **{k: v[s] for k, v in per_copy.items()})
+        alone, alone_hist = general.train(mlp_modules(stack.select([s])), x, y, [s], 2, 64, recipe, {})
+        assert torch.allclose(hist.train_loss[1:, s], alone_hist.train_loss[1:, 0], rtol=1e-5)
+        for p, q in zip(alone[0].state_dict().values(), together[s].state_dict().values()):
+            assert torch.allclose(p, q, atol=1e-5), (s, (p - q).abs().max())
+    with pytest.raises(ValueError, match="2 strengths for a stack of 3"):
+        general.train(mlp_modules(stack), x, y, [0, 1, 2], 1, 64, general.Recipe(lr=0.1, l1=[1e-4, 0.0]), {})
 
 
 def test_dropout_draws_differ_between_copies_and_repeat_with_the_seed(toy_data):
@@ -141,3 +158,19 @@ def test_nsr_on_a_named_layer_is_nsr_on_that_layers_output(toy_data):
                                  general.Recipe(lr=0.1, nsr=0.5, nsr_layer="1"), evals)
     assert torch.allclose(on_named.train_loss[1:], on_logits.train_loss[1:], rtol=1e-6)
     assert not torch.allclose(on_hidden.train_loss[1:], on_logits.train_loss[1:], rtol=1e-3)
+
+
+def test_cells_differing_only_in_a_general_strength_share_a_stack_each_with_its_own(small_cfg, tmp_path):
+    from ibci.runs.runner import run_cells, stack_key
+
+    cells = [small_cfg("reg=l1", f"reg.strength={a}", "threads=1") for a in (1e-5, 1e-3)]
+    assert stack_key(cells[0]) == stack_key(cells[1])
+    assert stack_key(small_cfg("reg=nsr", "reg.lambda=1")) != stack_key(small_cfg("reg=nsr", "reg.lambda=10"))
+    stacked = run_cells(cells, stack_cells=2, log=lambda _: None)
+    assert [r["stacked_cells"] for r in stacked] == [2, 2]
+    for cfg, rec in zip(cells, stacked):
+        alone = run_cells([{**cfg, "results_dir": str(tmp_path / "alone")}], log=lambda _: None)[0]
+        assert alone["stacked_cells"] == 1 and alone["cell_id"] == rec["cell_id"]
+        assert [s["final_error"] for s in alone["seeds"]] == pytest.approx([s["final_error"] for s in rec["seeds"]],
+                                                                           abs=0.11)
+    assert stacked[0]["seeds"] != stacked[1]["seeds"]  # the two strengths trained differently

@@ -57,7 +57,7 @@ from ..nets.modules import cnn_modules, mlp_modules
 from ..train import general, nsr
 from ..train.history import History
 from . import memory, records
-from ..vocab import HELDOUT_SIZE
+from ..vocab import HELDOUT_SIZE, STRENGTH_KEYS
 from .validate import trains_on_general, validate
 
 _DATA_CACHE: dict = {}
@@ -122,9 +122,12 @@ def git_commit() -> str | None:
 
 
 def stack_key(cfg: dict) -> tuple:
-    """Cells with equal keys can share one stack: everything but base and init agrees."""
+    """Cells with equal keys can share one stack: everything but base and init (and an L1, L2 or Jacobian
+    strength) agrees."""
     d = cfg["data"]
-    reg = json.dumps(cfg.get("reg", {}), sort_keys=True)
+    reg = dict(cfg.get("reg", {}))
+    reg.pop(STRENGTH_KEYS.get(reg.get("name"), ""), None)  # the general engine takes it per model
+    reg = json.dumps(reg, sort_keys=True)
     return (cfg["depth"], tuple(hidden_widths(cfg)), reg, d["name"], str(d["root"]), d["train_limit"],
             cfg["protocol"], cfg["epochs"], cfg["batch_size"], cfg["lr"], str(cfg["device"]), cfg["seeds"],
             cfg["seed_offset"], cfg["threads"], network_name(cfg), bool(cfg.get("observe")))
@@ -220,7 +223,7 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     init, Stack, fit = (conv_init.initialize, StackedCNN, cnn_engine.train) if is_cnn(first) else (
         initialize, StackedMLP, engine.train)
     if trains_on_general(first):
-        fit = general_fit(first)
+        fit = general_fit(cells)
     if resumed is None:
         models, infos = [], []
         for cfg in cells:
@@ -336,14 +339,19 @@ def zoo_init(cfg: dict, x, y, gens: list[torch.Generator]) -> tuple[list[torch.n
                     "time_s": time.perf_counter() - start}
 
 
-def general_fit(cfg: dict) -> Callable:
-    """engine.train's signature over the general engine (ibci.train.general), with the cell's regularizer,
-    momentum, augmentation and (CIFAR-10) normalization."""
-    reg = cfg["reg"]
-    recipe = general.Recipe(lr=float(cfg["lr"]), l1=float(reg.get("strength", 0)) if reg["name"] == "l1" else 0.0,
+def general_fit(cells: list[dict]) -> Callable:
+    """engine.train's signature over the general engine (ibci.train.general) for a stack of cells, with their
+    regularizer (each cell's own strength for its seeds), momentum, augmentation and (CIFAR-10) normalization."""
+    cfg, reg = cells[0], cells[0]["reg"]
+
+    def strengths(name: str, key: str) -> list[float]:  # per model: each cell's, for each of its seeds
+        return [float(c["reg"].get(key, 0)) if reg["name"] == name else 0.0 for c in cells for _ in range(c["seeds"])]
+
+    recipe = general.Recipe(lr=float(cfg["lr"]), l1=strengths("l1", "strength"),
                             momentum=float(cfg.get("momentum", 0.0)),
-                            weight_decay=float(reg.get("weight_decay", 0)),
-                            jacobian=float(reg.get("strength", 0)) if reg["name"] == "jacobian" else 0.0,
+                            weight_decay=[float(c["reg"].get("weight_decay", 0)) for c in cells
+                                          for _ in range(c["seeds"])],
+                            jacobian=strengths("jacobian", "strength"),
                             projections=int(reg.get("projections", 1)),
                             nsr_layer=reg.get("layer") if reg["name"] == "nsr" else None,
                             augment=cfg.get("augment", "none") == "crop_flip",

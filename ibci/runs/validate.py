@@ -15,7 +15,7 @@ from ..init import campaign
 from ..init.bases import check_pool
 from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn, is_zoo
 from ..vocab import (AUGMENTS, BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, GENERAL_REGS, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
-                     UNIFORM_BIAS, train_images)
+                     STRENGTH_KEYS, UNIFORM_BIAS, train_images)
 
 
 def _positive_int(name: str, value) -> int:
@@ -172,7 +172,7 @@ def _check_layers(cfg: dict) -> None:
 
 def _check_reg(reg: dict, n_layers: int) -> None:
     _one_of("reg", reg["name"], REGS)
-    for key in {"l1": ["strength"], "l2": ["weight_decay"], "jacobian": ["strength"]}.get(reg["name"], []):
+    for key in [STRENGTH_KEYS[reg["name"]]] if reg["name"] in STRENGTH_KEYS else []:
         if not _is_number(reg[key]) or reg[key] < 0:
             raise UserError(f"reg.{key}={reg[key]!r} must be a non-negative number")
     if reg["name"] == "jacobian":

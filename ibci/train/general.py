@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +39,10 @@ class Recipe:
 
     lr: float
     momentum: float = 0.0
-    weight_decay: float = 0.0  # L2, as torch.optim.SGD adds it to the gradient
-    l1: float = 0.0  # strength of sum |w| over the weight matrices and filters (not the biases)
-    jacobian: float = 0.0  # strength of ||d logits / d x||_F^2 / 2, averaged over the batch
+    # The three strengths are one number for every copy, or one per copy (a stacked search of strengths).
+    weight_decay: float | Sequence[float] = 0.0  # L2, as torch.optim.SGD adds it to the gradient
+    l1: float | Sequence[float] = 0.0  # strength of sum |w| over the weight matrices and filters (not the biases)
+    jacobian: float | Sequence[float] = 0.0  # strength of ||d logits / d x||_F^2 / 2, averaged over the batch
     projections: int = 1  # random directions per sample for the Jacobian's estimate
     nsr: float = 0.0  # NSR's weight on the logits (or on `nsr_layer`'s output)
     nsr_queue: int = 5
@@ -51,8 +52,17 @@ class Recipe:
     std: tuple[float, ...] | None = None
 
 
-def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
-    """The per-copy loss of one batch, a function of (params, buffers, x, y, v, queue) for grad and vmap.
+def _per_copy(value: float | Sequence[float], S: int, device) -> Tensor | None:
+    """A strength as a tensor [S] (one per copy), or None when it is 0 for every copy."""
+    values = [float(value)] * S if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) != S:
+        raise ValueError(f"{len(values)} strengths for a stack of {S} models")
+    return torch.tensor(values, device=device) if any(values) else None
+
+
+def _loss(base: nn.Module, recipe: Recipe, num_classes: int, l1_on: bool, jacobian_on: bool):
+    """The per-copy loss of one batch, a function of (params, buffers, x, y, v, queue, strengths) for grad and
+    vmap; strengths is the copy's (l1, jacobian).
 
     Returns (loss, (cross-entropy + penalties as reported, new buffers, this batch's class sums and counts)).
     """
@@ -63,23 +73,23 @@ def _loss(base: nn.Module, recipe: Recipe, num_classes: int):
         base.get_submodule(recipe.nsr_layer).register_forward_hook(
             lambda module, inputs, output: seen.append(output) if listen["on"] else None)
 
-    def loss(params, buffers, x, y, v, queue_sums, queue_counts):
+    def loss(params, buffers, x, y, v, queue_sums, queue_counts, strengths):
         buffers = {k: t.clone() for k, t in buffers.items()}  # BatchNorm updates them in place
         seen.clear()
         listen["on"] = True
         out = functional_call(base, (params, buffers), (x,))
         listen["on"] = False
         total = F.cross_entropy(out, y)
-        if recipe.l1:
-            total = total + recipe.l1 * sum(params[k].abs().sum() for k in weights)
-        if recipe.jacobian:
+        if l1_on:
+            total = total + strengths[0] * sum(params[k].abs().sum() for k in weights)
+        if jacobian_on:
             def f(inp):
                 return functional_call(base, (params, {k: t.clone() for k, t in buffers.items()}), (inp,))
 
             _, pull = vjp(f, x)
             # E_v ||v^T J||^2 = ||J||_F^2 / C for v uniform on the unit sphere of R^C: C / n_proj * sum.
             frob = sum(pull(v[k])[0].square().sum() for k in range(v.shape[0])) * num_classes / v.shape[0]
-            total = total + recipe.jacobian / 2 * frob / x.shape[0]
+            total = total + strengths[1] / 2 * frob / x.shape[0]
         sums = counts = queue_sums[0]
         if recipe.nsr:
             h = seen[0].flatten(1) if recipe.nsr_layer else out
@@ -141,7 +151,10 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
         torch.set_rng_state(resume["rng"])
         sums, counts, slot = resume["sums"], resume["counts"], int(resume["slot"])
         active, hist, first = resume["active"].clone(), History.from_state(resume["hist"]), int(resume["epoch"]) + 1
-    step_fn = vmap(grad(_loss(base, recipe, num_classes), has_aux=True), randomness="different")
+    l1, jac, decay = (_per_copy(v, S, device) for v in (recipe.l1, recipe.jacobian, recipe.weight_decay))
+    strengths = torch.stack([torch.zeros(S, device=device) if t is None else t for t in (l1, jac)], 1)  # [S, 2]
+    step_fn = vmap(grad(_loss(base, recipe, num_classes, l1 is not None, jac is not None), has_aux=True),
+                   randomness="different")
 
     def inputs(x: Tensor) -> Tensor:  # rows of pixels as the network takes them
         return _normalize(x.view(*x.shape[:-1], *image_shape), recipe) if image_shape else x
@@ -182,20 +195,23 @@ def train(models: list[nn.Module], x_train: Tensor, y_train: Tensor, data_seeds:
                     lead = [data_seeds.index(s) for s in seeds]
                     xb = crop_flip(xb[lead], [aug_gens[s] for s in seeds])[row]
                 xb = _normalize(xb, recipe)
-            v = _directions(recipe, jac_gens, seeds, row, idx.shape[1], num_classes, device)
+            v = _directions(jac is not None, recipe.projections, jac_gens, seeds, row, idx.shape[1], num_classes,
+                            device)
             others = torch.cat([sums[:, :slot], sums[:, slot + 1 :]], 1) if recipe.nsr else sums[:, :1]
             other_counts = torch.cat([counts[:, :slot], counts[:, slot + 1 :]], 1) if recipe.nsr else counts[:, :1]
             grads, (losses, buffers, new_sums, new_counts) = step_fn(params, buffers, xb, y_train[idx], v, others,
-                                                                     other_counts)
+                                                                     other_counts, strengths)
             if recipe.nsr:
                 sums[:, slot], counts[:, slot] = new_sums, new_counts
                 slot = (slot + 1) % queue
             with torch.no_grad():
-                rates = {d: (recipe.lr * active).view(-1, *(1,) * (d - 1)) for d in {p.dim() for p in params.values()}}
+                dims = {p.dim() for p in params.values()}
+                rates = {d: (recipe.lr * active).view(-1, *(1,) * (d - 1)) for d in dims}
+                decays = {d: decay.view(-1, *(1,) * (d - 1)) for d in dims} if decay is not None else None
                 for k, p in params.items():
                     g = grads[k]
-                    if recipe.weight_decay:
-                        g = g + recipe.weight_decay * p
+                    if decays is not None:
+                        g = g + decays[p.dim()] * p
                     if recipe.momentum:
                         momentum[k] = g.clone() if momentum[k] is None else momentum[k].mul_(recipe.momentum).add_(g)
                         g = momentum[k]
@@ -230,10 +246,11 @@ def _normalize(x: Tensor, recipe: Recipe) -> Tensor:
     return normalize(x, recipe.mean, recipe.std)
 
 
-def _directions(recipe: Recipe, gens: dict, seeds: list[int], row: Tensor, B: int, C: int, device) -> Tensor:
+def _directions(on: bool, projections: int, gens: dict, seeds: list[int], row: Tensor, B: int, C: int,
+                device) -> Tensor:
     """Random unit directions [S, projections, B, C] for the Jacobian's estimate, each model's from its seed."""
-    if not recipe.jacobian:
+    if not on:
         return torch.zeros(len(row), 1, 1, 1, device=device)
-    per_seed = torch.stack([torch.randn(recipe.projections, B, C, generator=gens[s]) for s in seeds]).to(device)
+    per_seed = torch.stack([torch.randn(projections, B, C, generator=gens[s]) for s in seeds]).to(device)
     v = per_seed[row]
     return v / v.norm(dim=-1, keepdim=True)
