@@ -131,3 +131,16 @@ def test_observations_become_tests_per_class_and_per_curve():
     c6, c7 = claims.query("claim_id == 'C6'"), claims.query("claim_id == 'C7'")
     assert len(c6) == 2 * 10 and (c6["verdict"] == "reproduced").all() and (c6["n"] == 5).all()
     assert len(c7) == 4 and (c7["verdict"] == "reproduced").all(), c7[["claim", "diff", "verdict"]]
+
+
+def test_a_choice_at_its_grids_edge_says_so():
+    """A search whose best strength is its grid's smallest or largest might choose otherwise on a wider grid: the
+    report's reading says which edge, and says nothing of a choice inside the grid or of the official lambda."""
+    from ibci.report.nsr_verdict import _picked
+
+    grid = [1e-6, 1e-5, 1e-4]
+    assert _picked({"reading": None, "method": "l1", "lam": 1e-6}, 3, 3, grid).endswith("(its grid's smallest)")
+    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-4}, 3, 3, grid).endswith("(its grid's largest)")
+    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-5}, 3, 3, grid) == "logits, lambda 1e-05"
+    assert _picked({"reading": "logits", "method": "nsr", "lam": "official"}, 3, 3, grid) == "logits, lambda official"
+    assert _picked(None, 3, 1, grid) == "search 1/3 done"

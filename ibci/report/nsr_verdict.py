@@ -336,11 +336,15 @@ def search_frame(spec: dict, pooled: dict) -> pd.DataFrame:
                                        "test_error", "chosen_by"])
 
 
-def _picked(pick: dict | None, search_size: int, done: int) -> str:
+def _picked(pick: dict | None, search_size: int, done: int, grid: list | None = None) -> str:
+    """What a search chose, and whether it sits at its grid's edge (where a wider grid might choose otherwise)."""
     if pick is None:
         return f"search {done}/{search_size} done"
     what = f"{pick['reading']}, " if pick["reading"] else ""
-    return f"{what}{'strength' if pick['method'] in ('l1', 'l2', 'jacobian') else 'lambda'} {pick['lam']}"
+    edge = ""
+    if grid and len(grid) > 1 and pick["lam"] in (min(grid), max(grid)):
+        edge = f" (its grid's {'smallest' if pick['lam'] == min(grid) else 'largest'})"
+    return f"{what}{'strength' if pick['method'] in ('l1', 'l2', 'jacobian') else 'lambda'} {pick['lam']}{edge}"
 
 
 def _chosen_values(pooled: dict, pick: dict | None, claim: str, data: str = "mnist") -> np.ndarray:
@@ -360,7 +364,8 @@ def c3_rows(spec: dict, pooled: dict, paper: dict, alpha: float, power: float) -
         family = [c for c in search_cells(spec) if c["network"] == net]
         pick = picks[("C3", net, "nsr", "mnist")]
         done = sum(pooled.get(key(c)) is not None for c in family)
-        rows.append(_row("C3", net, _picked(pick, len(family), done), _chosen_values(pooled, pick, "C3"),
+        rows.append(_row("C3", net, _picked(pick, len(family), done, spec["search"]["lambdas"]),
+                         _chosen_values(pooled, pick, "C3"),
                          values(pooled.get(_c1(net, "vanilla"))), alpha, power,
                          paper.get((net, "nsr"), math.nan) - paper.get((net, "vanilla"), math.nan), kind="size"))
     return rows
@@ -373,8 +378,9 @@ def c4_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
         mine = picks[("C4", net, "nsr", "mnist")]
         for name in spec["regularizers"]["strengths"]:
             theirs = picks[("C4", net, name, "mnist")]
-            rows.append(_row("C4", net, f"NSR {_picked(mine, len(spec['search']['lambdas']), 0)} vs {name} "
-                             f"{_picked(theirs, len(spec['regularizers']['strengths'][name]['values']), 0)}",
+            grid, lams = spec["regularizers"]["strengths"][name]["values"], spec["search"]["lambdas"]
+            rows.append(_row("C4", net, f"NSR {_picked(mine, len(lams), 0, lams)} vs {name} "
+                             f"{_picked(theirs, len(grid), 0, grid)}",
                              _chosen_values(pooled, mine, "C4"), _chosen_values(pooled, theirs, "C4"), alpha, power,
                              claim=f"NSR < {name}"))
     return rows
@@ -463,7 +469,7 @@ def c9_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
     picks, rows = choices(spec, pooled), []
     for data in spec["cnn"]["data"]:
         pick = picks[("C9", "cnn", "nsr", data)]
-        rows.append(_row("C9", f"cnn, {data}", _picked(pick, len(spec["cnn"]["lambdas"]), 0),
+        rows.append(_row("C9", f"cnn, {data}", _picked(pick, len(spec["cnn"]["lambdas"]), 0, spec["cnn"]["lambdas"]),
                          _chosen_values(pooled, pick, "C9", data),
                          values(pooled.get(("C9", "test", "cnn", "vanilla", "logits", None, data))), alpha, power,
                          claim=f"{CLAIMS['C9']}: NSR < Vanilla"))
