@@ -95,10 +95,11 @@ def reuse_freed_memory() -> None:
 
     By default each training step maps its large activations (a CNN's conv
     maps) afresh and the kernel zero-fills every page on first touch: with 5
-    stacked CNNs on 2 threads, 2.5 million page faults and a third of the
-    step's time in the kernel. Kept, the same buffers serve every step (12-15%
-    faster CNN epochs, MLP epochs unchanged, measured on this project's CPU).
-    Elsewhere (no glibc) it does nothing; results do not depend on it.
+    stacked CNNs on 2 threads, 2.5 million page faults and about 3 s of kernel
+    time per 19 s epoch of 12,000 images. Kept, the same buffers serve every
+    step (CNN epochs about 12% faster, MLP epochs unchanged, measured on this
+    project's CPU). Elsewhere (no glibc) it does nothing; results do not
+    depend on it.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
