@@ -374,11 +374,12 @@ def c3_rows(spec: dict, pooled: dict, paper: dict, alpha: float, power: float) -
 def c4_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
     """Per network and regularizer: NSR at its chosen logits lambda less the regularizer at its chosen strength."""
     picks, rows = choices(spec, pooled), []
+    lams = spec["search"]["lambdas"]
     for net in spec["regularizers"]["networks"]:
         mine = picks[("C4", net, "nsr", "mnist")]
         for name in spec["regularizers"]["strengths"]:
             theirs = picks[("C4", net, name, "mnist")]
-            grid, lams = spec["regularizers"]["strengths"][name]["values"], spec["search"]["lambdas"]
+            grid = spec["regularizers"]["strengths"][name]["values"]
             rows.append(_row("C4", net, f"NSR {_picked(mine, len(lams), 0, lams)} vs {name} "
                              f"{_picked(theirs, len(grid), 0, grid)}",
                              _chosen_values(pooled, mine, "C4"), _chosen_values(pooled, theirs, "C4"), alpha, power,

@@ -345,14 +345,13 @@ def general_fit(cells: list[dict]) -> Callable:
     regularizer (each cell's own strength for its seeds), momentum, augmentation and (CIFAR-10) normalization."""
     cfg, reg = cells[0], cells[0]["reg"]
 
-    def strengths(name: str, key: str) -> list[float]:  # per model: each cell's, for each of its seeds
-        return [float(c["reg"].get(key, 0)) if reg["name"] == name else 0.0 for c in cells for _ in range(c["seeds"])]
+    def per_model(key: str) -> list[float]:  # each cell's reg.<key>, once for each of its seeds
+        return [float(c["reg"].get(key, 0)) for c in cells for _ in range(c["seeds"])]
 
-    recipe = general.Recipe(lr=float(cfg["lr"]), l1=strengths("l1", "strength"),
+    recipe = general.Recipe(lr=float(cfg["lr"]), l1=per_model("strength") if reg["name"] == "l1" else 0.0,
                             momentum=float(cfg.get("momentum", 0.0)),
-                            weight_decay=[float(c["reg"].get("weight_decay", 0)) for c in cells
-                                          for _ in range(c["seeds"])],
-                            jacobian=strengths("jacobian", "strength"),
+                            weight_decay=per_model("weight_decay"),
+                            jacobian=per_model("strength") if reg["name"] == "jacobian" else 0.0,
                             projections=int(reg.get("projections", 1)),
                             nsr_layer=reg.get("layer") if reg["name"] == "nsr" else None,
                             augment=cfg.get("augment", "none") == "crop_flip",
