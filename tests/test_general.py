@@ -106,20 +106,22 @@ def test_on_the_cnn_it_follows_the_cnn_engine_and_a_model_trained_alone(toy_data
 
 
 def test_the_cnn_engines_nsr_is_the_general_engines(toy_data):
+    """One epoch (10 steps): with NSR on the logits a perturbation of the weights by 1e-7 moves them by about 2e-4
+    after the second epoch (a kink of ReLU or max-pool crossed), so a longer run compares rounding, not engines."""
     from ibci.init import conv as conv_init
     from ibci.train import cnn as cnn_engine
 
     x, y = toy_data
     stack = conv_init.init_base([4, 6, 16], [seeding.generator(s, "init") for s in (0, 1)], "he")
     evals = {"test": (x[:200], y[:200])}
-    trained, fast = cnn_engine.train(stack.clone(), x, y, [0, 1], 2, 64, 0.1, evals, nsr_lams=[0.5], nsr_queue=3)
-    plain, _ = cnn_engine.train(stack.clone(), x, y, [0, 1], 2, 64, 0.1, evals)
-    mods, ours = general.train(cnn_modules(stack), x, y, [0, 1], 2, 64, general.Recipe(lr=0.1, nsr=0.5, nsr_queue=3),
+    trained, fast = cnn_engine.train(stack.clone(), x, y, [0, 1], 1, 64, 0.1, evals, nsr_lams=[0.5], nsr_queue=3)
+    plain, _ = cnn_engine.train(stack.clone(), x, y, [0, 1], 1, 64, 0.1, evals)
+    mods, ours = general.train(cnn_modules(stack), x, y, [0, 1], 1, 64, general.Recipe(lr=0.1, nsr=0.5, nsr_queue=3),
                                evals, image_shape=(1, 28, 28))
-    assert torch.allclose(ours.train_loss[1:], fast.train_loss[1:], rtol=1e-4)
+    assert torch.allclose(ours.train_loss[1:], fast.train_loss[1:], rtol=1e-5)
     for s in (0, 1):
-        assert torch.allclose(mods[s][0].weight, trained.conv_weights[0][s], atol=1e-4)
-        assert not torch.allclose(plain.conv_weights[0][s], trained.conv_weights[0][s], atol=1e-4)
+        assert torch.allclose(mods[s][0].weight, trained.conv_weights[0][s], atol=1e-5)
+        assert not torch.allclose(plain.conv_weights[0][s], trained.conv_weights[0][s], atol=1e-3)
 
 
 def test_the_suite_trains_batchnorm_dropout_and_observing_cells_and_says_so_in_their_records(small_cfg):
