@@ -28,7 +28,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ibci.cli import INTERRUPTED, compose_many, with_call
+from ibci.cli import INTERRUPTED, compose_many, hold_interrupts, interrupts_at_once, raise_if_interrupted, with_call
 from ibci.errors import UserError, report_user_errors
 
 
@@ -170,14 +170,18 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     call = with_call(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_container(hc.runtime.choices),
                      list(hc.overrides.task))
-    report_user_errors(run_cell)(call)
+    with interrupts_at_once():
+        report_user_errors(run_cell)(call)
 
 
 if __name__ == "__main__":
-    # Here rather than in main(): under -m, Ctrl-C often lands in Hydra's code between jobs.
+    # Here rather than in main(): under -m, Ctrl-C often lands in Hydra's code between jobs, where it is held
+    # (ibci.cli.hold_interrupts) until the next job starts or the last one has ended.
+    hold_interrupts(at_once=False)
     try:
         report_user_errors(check_command_line)(sys.argv[1:])
         main()
+        raise_if_interrupted()
     except KeyboardInterrupt:
         print(f"\n{INTERRUPTED}", file=sys.stderr)
         sys.exit(130)

@@ -8,6 +8,9 @@ plus the user's.
 
 from __future__ import annotations
 
+import signal
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import CONFIG_DIR
@@ -15,6 +18,58 @@ from .errors import UserError
 from .experiments import cell_overrides, experiment_grid, grid_cells, load_experiment
 
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
+
+# Where Ctrl-C may raise. Python raises KeyboardInterrupt wherever the main thread is; inside Hydra's and
+# OmegaConf's code (composing a config, between the jobs of -m) a half-done update turns it into some other
+# error (seen: "'NoneType' object has no attribute '_invalidate_flags_cache'", exit 1 instead of 130). Under
+# `hold_interrupts` a Ctrl-C outside `interrupts_at_once` is held and raised at the next `raise_if_interrupted`
+# (or when a cell starts); a second Ctrl-C while one is held raises at once.
+_ctrl_c = {"installed": False, "at_once": True, "pending": False}
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    if _ctrl_c["at_once"] or _ctrl_c["pending"]:
+        raise KeyboardInterrupt
+    _ctrl_c["pending"] = True
+    print("Ctrl-C: stopping once Hydra is done with this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+
+def hold_interrupts(at_once: bool) -> None:
+    """Install the Ctrl-C gate; `at_once`: whether Ctrl-C raises at once outside the sections that say."""
+    _ctrl_c.update(installed=True, at_once=at_once, pending=False)
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+
+
+def raise_if_interrupted() -> None:
+    if _ctrl_c["pending"]:
+        _ctrl_c["pending"] = False
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _interrupts(at_once: bool):
+    if not _ctrl_c["installed"]:
+        yield
+        return
+    before = _ctrl_c["at_once"]
+    raise_if_interrupted()
+    _ctrl_c["at_once"] = at_once
+    try:
+        yield
+    finally:
+        _ctrl_c["at_once"] = before
+    raise_if_interrupted()
+
+
+def interrupts_at_once():
+    """A section of our own code (training a cell: finished work is on disk) where Ctrl-C raises at once."""
+    return _interrupts(True)
+
+
+def interrupts_held():
+    """A section of Hydra's or OmegaConf's code, where a Ctrl-C waits for the section's end."""
+    return _interrupts(False)
+
 
 def compose_many(override_lists: list[list[str]], config_dir: Path = CONFIG_DIR,
                  config_name: str = "config") -> list[dict]:
@@ -30,7 +85,7 @@ def compose_many(override_lists: list[list[str]], config_dir: Path = CONFIG_DIR,
 
     out = []
     try:
-        with initialize_config_dir(config_dir=str(Path(config_dir).absolute()), version_base="1.3"):
+        with interrupts_held(), initialize_config_dir(config_dir=str(Path(config_dir).absolute()), version_base="1.3"):
             for overrides in override_lists:
                 cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
                 choices = OmegaConf.to_container(cfg.hydra.runtime.choices)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ibci.cli import INTERRUPTED, check_added_keys, compose_many, experiment_jobs  # noqa: E402
+from ibci.cli import INTERRUPTED, check_added_keys, compose_many, experiment_jobs, hold_interrupts  # noqa: E402
 from ibci.errors import UserError, report_user_errors  # noqa: E402
 from ibci.experiments import load_experiment  # noqa: E402
 
@@ -73,6 +73,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    hold_interrupts(at_once=True)  # held only while composing (ibci.cli.compose_many)
     try:
         main(sys.argv[1:])
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ mistake would write its `results/` there and fail the test.
 import importlib.util
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,45 @@ def test_run_py_checks_every_cell_of_an_experiments_grid(monkeypatch):
     assert all("experiment=table1" in job and "depth=2" in job for job in seen)
     with pytest.raises(UserError, match="^experiment=table1 is a grid of cells; add -m"):
         run.check_command_line(["experiment=table1"])
+
+
+def test_ctrl_c_in_hydras_code_waits_for_the_next_cell():
+    """A Ctrl-C outside `interrupts_at_once` (Hydra's code between -m jobs) is held to the next cell's start;
+    inside a cell it raises at once; a second Ctrl-C while one is held raises at once."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from ibci.cli import hold_interrupts, interrupts_at_once, interrupts_held, raise_if_interrupted
+        hold_interrupts(at_once=False)
+        os.kill(os.getpid(), signal.SIGINT)
+        print("held")
+        try:
+            with interrupts_at_once():
+                print("cell ran")
+        except KeyboardInterrupt:
+            print("raised at the cell's start")
+        try:
+            with interrupts_at_once():
+                os.kill(os.getpid(), signal.SIGINT)
+                print("not reached")
+        except KeyboardInterrupt:
+            print("raised in the cell")
+        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            print("not reached")
+        except KeyboardInterrupt:
+            print("second raised")
+        hold_interrupts(at_once=True)
+        try:
+            with interrupts_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                print("composing went on")
+        except KeyboardInterrupt:
+            print("raised after composing")
+        raise_if_interrupted()
+        print("end")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n") == ["held", "raised at the cell's start", "raised in the cell", "second raised",
+                                      "composing went on", "raised after composing", "end", ""]
