@@ -177,7 +177,9 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     # Here rather than in main(): under -m, Ctrl-C often lands in Hydra's code between jobs, where it is held
     # (ibci.cli.hold_interrupts) until the next job starts or the last one has ended.
-    hold_interrupts(at_once=False)
+    # Other launchers wait for their jobs in their own code, where Ctrl-C must stop the waiting at once.
+    launchers = [a.split("=", 1)[1] for a in sys.argv[1:] if a.lstrip("+").startswith("hydra/launcher=")]
+    hold_interrupts(at_once=launchers[-1:] not in ([], ["basic"]))
     try:
         report_user_errors(check_command_line)(sys.argv[1:])
         main()
