@@ -75,3 +75,21 @@ def small_cfg(mnist_root, tmp_path):
                         f"data.root={mnist_root}", f"results_dir={tmp_path / 'results'}", *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def composed():
+    """`compose_many` with each override list composed once per session: several tests walk every cell of
+    every grid, and Hydra takes a tenth of a second or more per cell. Each call gets its own copies."""
+    import copy
+
+    from ibci.cli import compose_many
+
+    cache: dict[tuple, dict] = {}
+
+    def compose_jobs(jobs: list[list[str]]) -> list[dict]:
+        todo = [j for j in dict.fromkeys(map(tuple, jobs)) if j not in cache]
+        cache.update(zip(todo, compose_many([list(j) for j in todo])))
+        return [copy.deepcopy(cache[tuple(j)]) for j in jobs]
+
+    return compose_jobs

@@ -125,20 +125,21 @@ def every_cell() -> list[list[str]]:
     return jobs
 
 
-def test_the_configs_read_as_plain_yaml_compose_as_hydra_does():
+def test_the_configs_read_as_plain_yaml_compose_as_hydra_does(composed):
     """`calls.expected` (legacy records) gives every cell the config Hydra gives it: the same cell id."""
     jobs = every_cell()
-    for job, cfg in zip(jobs, compose_many(jobs)):
+    for job, cfg in zip(jobs, composed(jobs)):
         assert records.cell_id(calls.unflat(calls.expected(job))) == records.cell_id(cfg), job
 
 
-def test_every_cell_finds_its_own_run_among_all():
+def test_every_cell_finds_its_own_run_among_all(composed):
     jobs = every_cell()
-    recs = [record_of(c) for c in compose_many(jobs)]
+    cfgs = composed(jobs)
+    recs = [record_of(c) for c in cfgs]
     found = records.select_runs(recs, jobs)
     assert all(r is not None for r in found)
     # cells that share a run are one cell (the verdict reuses Table 1's), the others each have their own
-    assert all(r["cell_id"] == records.cell_id(c) for r, c in zip(found, compose_many(jobs)))
+    assert all(r["cell_id"] == records.cell_id(c) for r, c in zip(found, cfgs))
 
 
 def test_a_table_is_built_from_runs_under_any_directory_name(tmp_path, capsys):

@@ -21,16 +21,16 @@ CELLS = {"table1": 18, "table2": 24, "table3": 30, "table4": 12}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS + SPECS)
-def test_every_experiment_cell_composes_and_validates(name):
+def test_every_experiment_cell_composes_and_validates(name, composed):
     """Every configs/experiment/*.yaml and experiments/*.yaml on a tiny budget: a broken grid fails here, not
     an hour into its sweep. Each cell composes, validates, and is a cell of its own (no two share a run)."""
-    from ibci.cli import compose_many, experiment_jobs
+    from ibci.cli import experiment_jobs
 
     spec = load_experiment(name)
     jobs = experiment_jobs(spec, ["profile=smoke"])
     if name in CELLS:
         assert len(jobs) == CELLS[name]
-    cfgs = compose_many(jobs)
+    cfgs = composed(jobs)
     for job, cfg in zip(jobs, cfgs):
         validate(cfg)
         coords = dict(o.split("=", 1) for o in job if o.split("=", 1)[0] in ("base", "init", "net", "method", "data"))

@@ -82,12 +82,11 @@ def test_cells_run_base_free_columns_once_and_explorations_on_one_block():
     assert len([c for c in verdict.cells(chosen, 5, 100) if c["column"] == "lsuv_orthonormal"]) == 6
 
 
-def test_every_verdict_cell_composes_validates_and_is_distinct():
+def test_every_verdict_cell_composes_validates_and_is_distinct(composed):
     from ibci.runs import records
 
     ids = set()
-    for c in verdict.cells(SPEC, seeds=2, epochs=1):
-        cfg = compose(["profile=smoke", *c["overrides"]])
+    for cfg in composed([["profile=smoke", *c["overrides"]] for c in verdict.cells(SPEC, seeds=2, epochs=1)]):
         validate(cfg)
         ids.add(records.cell_id(cfg))
     assert len(ids) == len(verdict.cells(SPEC, seeds=2, epochs=1))

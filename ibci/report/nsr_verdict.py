@@ -470,7 +470,9 @@ def c9_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
     picks, rows = choices(spec, pooled), []
     for data in spec["cnn"]["data"]:
         pick = picks[("C9", "cnn", "nsr", data)]
-        rows.append(_row("C9", f"cnn, {data}", _picked(pick, len(spec["cnn"]["lambdas"]), 0, spec["cnn"]["lambdas"]),
+        family = [c for c in cnn_search_cells(spec) if c["data"] == data]
+        done = sum(pooled.get(key(c)) is not None for c in family)
+        rows.append(_row("C9", f"cnn, {data}", _picked(pick, len(family), done, spec["cnn"]["lambdas"]),
                          _chosen_values(pooled, pick, "C9", data),
                          values(pooled.get(("C9", "test", "cnn", "vanilla", "logits", None, data))), alpha, power,
                          claim=f"{CLAIMS['C9']}: NSR < Vanilla"))
