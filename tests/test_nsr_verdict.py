@@ -139,11 +139,16 @@ def test_observations_become_tests_per_class_and_per_curve():
 def test_a_choice_at_its_grids_edge_says_so():
     """A search whose best strength is its grid's smallest or largest might choose otherwise on a wider grid: the
     report's reading says which edge, and says nothing of a choice inside the grid or of the official lambda."""
-    from ibci.report.nsr_verdict import _picked
+    from ibci.report.nsr_verdict import _picked, key
 
     grid = [1e-6, 1e-5, 1e-4]
-    assert _picked({"reading": None, "method": "l1", "lam": 1e-6}, 3, 3, grid).endswith("(its grid's smallest)")
-    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-4}, 3, 3, grid).endswith("(its grid's largest)")
-    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-5}, 3, 3, grid) == "logits, lambda 1e-05"
-    assert _picked({"reading": "logits", "method": "nsr", "lam": "official"}, 3, 3, grid) == "logits, lambda official"
-    assert _picked(None, 3, 1, grid) == "search 1/3 done"
+    family = [dict(claim="C4", role="search", network="mlp4", method="l1", reading="", lam=v, data="mnist")
+              for v in grid]
+    every = {key(c): {} for c in family}
+    assert _picked({"reading": None, "method": "l1", "lam": 1e-6}, family, every, grid).endswith("(its grid's smallest)")
+    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-4}, family, every, grid).endswith(
+        "(its grid's largest)")
+    assert _picked({"reading": "logits", "method": "nsr", "lam": 1e-5}, family, every, grid) == "logits, lambda 1e-05"
+    assert _picked({"reading": "logits", "method": "nsr", "lam": "official"}, family, every,
+                   grid) == "logits, lambda official"
+    assert _picked(None, family, {key(family[0]): {}}, grid) == "search 1/3 done"

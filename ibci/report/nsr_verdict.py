@@ -176,22 +176,26 @@ def _lambda_override(cell: dict) -> list[str]:
     return [o for o in cell["overrides"] if o.startswith(("reg.", "reg=")) and "=" in o]
 
 
-def choices(spec: dict, pooled: dict) -> dict[tuple, dict]:
-    """Each finished search's choice: (claim, network, method, data) -> the search cell it picked."""
+def search_families(spec: dict) -> dict[tuple, list[dict]]:
+    """Each search's cells: (claim, network, method, data) -> the search cells its choice is made among."""
     out = {}
     search = search_cells(spec)
     for net in spec["networks"]:
-        family = [c for c in search if c["network"] == net]
-        out[("C3", net, "nsr", "mnist")] = _choice(family, pooled)
+        out[("C3", net, "nsr", "mnist")] = [c for c in search if c["network"] == net]
     for net in spec["regularizers"]["networks"]:  # NSR at its best logits lambda of the grid: the same budget
-        out[("C4", net, "nsr", "mnist")] = _choice(
-            [c for c in search if c["network"] == net and c["reading"] == "logits" and c["lam"] != "official"], pooled)
+        out[("C4", net, "nsr", "mnist")] = [c for c in search if c["network"] == net and c["reading"] == "logits"
+                                            and c["lam"] != "official"]
         for name in spec["regularizers"]["strengths"]:
-            out[("C4", net, name, "mnist")] = _choice(
-                [c for c in regularizer_cells(spec) if c["network"] == net and c["method"] == name], pooled)
+            out[("C4", net, name, "mnist")] = [c for c in regularizer_cells(spec)
+                                               if c["network"] == net and c["method"] == name]
     for data in spec["cnn"]["data"]:
-        out[("C9", "cnn", "nsr", data)] = _choice([c for c in cnn_search_cells(spec) if c["data"] == data], pooled)
+        out[("C9", "cnn", "nsr", data)] = [c for c in cnn_search_cells(spec) if c["data"] == data]
     return out
+
+
+def choices(spec: dict, pooled: dict) -> dict[tuple, dict]:
+    """Each finished search's choice: (claim, network, method, data) -> the search cell it picked."""
+    return {k: _choice(family, pooled) for k, family in search_families(spec).items()}
 
 
 def chosen_cells(spec: dict, seeds: int, pooled: dict) -> list[dict]:
@@ -336,10 +340,11 @@ def search_frame(spec: dict, pooled: dict) -> pd.DataFrame:
                                        "test_error", "chosen_by"])
 
 
-def _picked(pick: dict | None, search_size: int, done: int, grid: list | None = None) -> str:
-    """What a search chose, and whether it sits at its grid's edge (where a wider grid might choose otherwise)."""
+def _picked(pick: dict | None, family: list[dict], pooled: dict, grid: list | None = None) -> str:
+    """What a search chose, and whether it sits at its grid's edge (where a wider grid might choose otherwise);
+    while it is unfinished, how many of its cells are done."""
     if pick is None:
-        return f"search {done}/{search_size} done"
+        return f"search {sum(pooled.get(key(c)) is not None for c in family)}/{len(family)} done"
     what = f"{pick['reading']}, " if pick["reading"] else ""
     edge = ""
     if grid and len(grid) > 1 and pick["lam"] in (min(grid), max(grid)):
@@ -359,12 +364,11 @@ def _chosen_values(pooled: dict, pick: dict | None, claim: str, data: str = "mni
 def c3_rows(spec: dict, pooled: dict, paper: dict, alpha: float, power: float) -> list[dict]:
     """Per network: the reading and lambda the search picks, by validation error alone, trained at the test seeds;
     its gain over Vanilla (C1's cells) set against the paper's gain."""
-    picks, rows = choices(spec, pooled), []
+    picks, families, rows = choices(spec, pooled), search_families(spec), []
     for net in spec["networks"]:
-        family = [c for c in search_cells(spec) if c["network"] == net]
         pick = picks[("C3", net, "nsr", "mnist")]
-        done = sum(pooled.get(key(c)) is not None for c in family)
-        rows.append(_row("C3", net, _picked(pick, len(family), done, spec["search"]["lambdas"]),
+        rows.append(_row("C3", net, _picked(pick, families[("C3", net, "nsr", "mnist")], pooled,
+                                            spec["search"]["lambdas"]),
                          _chosen_values(pooled, pick, "C3"),
                          values(pooled.get(_c1(net, "vanilla"))), alpha, power,
                          paper.get((net, "nsr"), math.nan) - paper.get((net, "vanilla"), math.nan), kind="size"))
@@ -373,15 +377,15 @@ def c3_rows(spec: dict, pooled: dict, paper: dict, alpha: float, power: float) -
 
 def c4_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
     """Per network and regularizer: NSR at its chosen logits lambda less the regularizer at its chosen strength."""
-    picks, rows = choices(spec, pooled), []
+    picks, families, rows = choices(spec, pooled), search_families(spec), []
     lams = spec["search"]["lambdas"]
     for net in spec["regularizers"]["networks"]:
         mine = picks[("C4", net, "nsr", "mnist")]
         for name in spec["regularizers"]["strengths"]:
             theirs = picks[("C4", net, name, "mnist")]
             grid = spec["regularizers"]["strengths"][name]["values"]
-            rows.append(_row("C4", net, f"NSR {_picked(mine, len(lams), 0, lams)} vs {name} "
-                             f"{_picked(theirs, len(grid), 0, grid)}",
+            rows.append(_row("C4", net, f"NSR {_picked(mine, families[('C4', net, 'nsr', 'mnist')], pooled, lams)}"
+                             f" vs {name} {_picked(theirs, families[('C4', net, name, 'mnist')], pooled, grid)}",
                              _chosen_values(pooled, mine, "C4"), _chosen_values(pooled, theirs, "C4"), alpha, power,
                              claim=f"NSR < {name}"))
     return rows
@@ -467,12 +471,11 @@ def c8_rows(cost: dict | None) -> list[dict]:
 
 
 def c9_rows(spec: dict, pooled: dict, alpha: float, power: float) -> list[dict]:
-    picks, rows = choices(spec, pooled), []
+    picks, families, rows = choices(spec, pooled), search_families(spec), []
     for data in spec["cnn"]["data"]:
         pick = picks[("C9", "cnn", "nsr", data)]
-        family = [c for c in cnn_search_cells(spec) if c["data"] == data]
-        done = sum(pooled.get(key(c)) is not None for c in family)
-        rows.append(_row("C9", f"cnn, {data}", _picked(pick, len(family), done, spec["cnn"]["lambdas"]),
+        rows.append(_row("C9", f"cnn, {data}", _picked(pick, families[("C9", "cnn", "nsr", data)], pooled,
+                                                       spec["cnn"]["lambdas"]),
                          _chosen_values(pooled, pick, "C9", data),
                          values(pooled.get(("C9", "test", "cnn", "vanilla", "logits", None, data))), alpha, power,
                          claim=f"{CLAIMS['C9']}: NSR < Vanilla"))
