@@ -24,7 +24,9 @@ def trained(outputs: list[str]) -> collections.Counter:
 
 
 # replan_every (the NSR verdict's way): the sweep plans again after every 2 cells, passing over done ones quietly.
-@pytest.mark.parametrize("offset_s, replan", [(0.0, ""), (1.0, ""), (0.5, "replan_every: 2\n")])
+# A second start 1 s late races less than one at once: slow.
+@pytest.mark.parametrize("offset_s, replan", [(0.0, ""), pytest.param(1.0, "", marks=pytest.mark.slow),
+                                              (0.5, "replan_every: 2\n")])
 def test_two_sweeps_at_once_train_every_cell_once(offset_s, replan, mnist_root, tmp_path):
     experiment = tmp_path / "tiny.yaml"
     experiment.write_text(GRID + replan)

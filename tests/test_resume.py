@@ -53,7 +53,8 @@ def the_run(results: Path) -> tuple[bytes, dict]:
     return (run_dir / "metrics.csv").read_bytes(), {k: v for k, v in rec.items() if k not in TIMING}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# "mlp" runs the same engine as "mlp-nsr" without the NSR queue, the one state only that case checkpoints: slow.
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] if c == "mlp" else []) for c in CASES])
 def test_a_killed_cell_resumes_to_the_same_bytes(case, mnist_root, tmp_path):
     subprocess.run(command(mnist_root, tmp_path / "whole", case), cwd=ROOT, check=True, capture_output=True)
     killed = tmp_path / "killed"
