@@ -116,11 +116,9 @@ def sweep_reference(mnist_root, sweep_experiment, tmp_path_factory):
 
 # Each script with one signal in the timed suite (run.py's Ctrl-C, the sweep's SIGKILL); the crossed pair is slow.
 @pytest.mark.parametrize("script, sig", [
-    pytest.param(script, sig, id=f"{name}-{script}", marks=[pytest.mark.slow] if slow else [])
-    for script, sig, name, slow in [("run.py", signal.SIGINT, "SIGINT", False),
-                                    ("sweep.py", signal.SIGKILL, "SIGKILL", False),
-                                    ("run.py", signal.SIGKILL, "SIGKILL", True),
-                                    ("sweep.py", signal.SIGINT, "SIGINT", True)]])
+    pytest.param(script, sig, id=f"{sig.name}-{script}", marks=[pytest.mark.slow] if slow else [])
+    for script, sig, slow in [("run.py", signal.SIGINT, False), ("sweep.py", signal.SIGKILL, False),
+                              ("run.py", signal.SIGKILL, True), ("sweep.py", signal.SIGINT, True)]])
 def test_an_interrupted_sweep_resumes_to_the_same_numbers(script, sig, mnist_root, tmp_path, request):
     if script == "run.py":
         args, n_cells = ["run.py", "-m", *MULTIRUN_GRID], 3
