@@ -12,7 +12,6 @@ from scipy import stats as sps
 
 from ibci.report import verdict
 from ibci import ROOT
-from ibci.cli import compose
 from ibci.experiments import load_experiment
 from ibci.runs.validate import validate
 
