@@ -60,7 +60,6 @@ def check_command_line(args: list[str]) -> None:
 
     from ibci import CONFIG_DIR
     from ibci.cli import check_added_keys, check_group_options, hydra_error
-    from ibci.runs.runner import load_splits
     from ibci.runs.validate import validate
 
     flags, misplaced = parse_hydra_flags(args)
@@ -102,6 +101,8 @@ def check_command_line(args: list[str]) -> None:
     for cfg in cfgs:
         validate(cfg, here=False)  # a job checks its own machine (a SLURM node may have the GPU this one lacks)
     if multirun:
+        from ibci.runs.runner import load_splits  # torch loads here: a mistake above is met without it
+
         # A data error is better met once here than in every job (the basic launcher reuses this
         # load), and before Hydra writes its sweep directory under results_dir.
         for cfg in {(c["data"]["name"], c["data"]["root"], c["data"]["download"]): c for c in cfgs}.values():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import CONFIG_DIR
 from .errors import UserError
-from .experiments import cell_overrides, experiment_grid, grid_cells, load_experiment
+from .experiments import cell_overrides, experiment_grid, grid_cells
 
 INTERRUPTED = "interrupted: finished cells are kept; run the same command again to resume"
 

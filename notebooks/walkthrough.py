@@ -76,8 +76,10 @@ from ibci.runs import records  # noqa: E402
 from ibci.init.api import configs  # noqa: E402
 from ibci.data import load_mnist  # noqa: E402
 from ibci.init.stack import init_stack  # noqa: E402
-from ibci.init.bases import base_std, init_base, pool_size, sample_base  # noqa: E402
-from ibci.nets.mlp import StackedMLP, layer_sizes  # noqa: E402
+from ibci.init.bases import base_std, init_base, sample_base  # noqa: E402
+from ibci.init.settings import pool_size  # noqa: E402
+from ibci.nets.mlp import StackedMLP  # noqa: E402
+from ibci.nets.spec import layer_sizes  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 
 
@@ -405,10 +407,10 @@ def redundancy(W: torch.Tensor) -> dict:
 # The depth-5 network's first two layers, drawn and elected as ibci_init draws them (one generator, in order).
 sizes5, tw5 = layer_sizes(5), campaign.tie_weights("ibci", 5)
 g5 = generator(0, "init")
-pool1 = sample_base("he", sizes5[0], sizes5[1], campaign.pool_size(sizes5[1], 5, 1000), g5)
+pool1 = sample_base("he", sizes5[0], sizes5[1], pool_size(sizes5[1], 5, 1000), g5)
 W1, _ = campaign.campaign_layer(x, y, pool1, 0.0, True, tw5[0], sizes5[1])
 H = (x @ W1).relu_()
-candidates2 = sample_base("he", sizes5[1], sizes5[2], campaign.pool_size(sizes5[2], 5, 1000), g5)
+candidates2 = sample_base("he", sizes5[1], sizes5[2], pool_size(sizes5[2], 5, 1000), g5)
 scores2 = campaign.pool_scores((H @ candidates2).relu_(), y, num_classes=10, tie_weight=tw5[1])
 quotas2 = campaign.class_quotas(torch.bincount(scores2["owner"], minlength=10), sizes5[2])
 walk2 = walk_campaign(candidates2, scores2["score"], scores2["owner"], quotas2)

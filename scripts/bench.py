@@ -52,7 +52,8 @@ from ibci.nets import cnn as cnn_net  # noqa: E402
 from ibci.train import cnn as cnn_engine  # noqa: E402
 from ibci.train import general  # noqa: E402
 from ibci.nets.modules import mlp_modules  # noqa: E402
-from ibci.nets.mlp import StackedMLP, cnn_widths, layer_sizes  # noqa: E402
+from ibci.nets.mlp import StackedMLP  # noqa: E402
+from ibci.nets.spec import cnn_widths, layer_sizes  # noqa: E402
 from ibci.runs.runner import load_splits, plan, reuse_freed_memory  # noqa: E402
 
 DEPTHS = (2, 3, 5)
@@ -253,7 +254,7 @@ def peak_rss_depth3_cell(threads: int | None) -> float:
     code = (
         "import sys; sys.path.insert(0, %r)\n"
         "from ibci.cli import compose; from ibci.runs.runner import load_splits; from ibci import seeding; from ibci.train import mlp as engine\n"
-        "from ibci.init.bases import init_base; from ibci.nets.mlp import layer_sizes\n"
+        "from ibci.init.bases import init_base; from ibci.nets.spec import layer_sizes\n"
         "cfg = compose(['depth=3', 'epochs=1'] + %r)\n"
         "s = load_splits(cfg); x, y = s.pop('train')\n"
         "m = init_base(layer_sizes(3), [seeding.generator(i, 'init') for i in range(5)], 'he')\n"

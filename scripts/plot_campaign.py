@@ -33,7 +33,7 @@ from ibci.data import load_mnist  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
 from ibci.init.bases import base_std
 from ibci.vocab import BASES, CAMPAIGN_INITS, DATA  # noqa: E402
-from ibci.nets.mlp import layer_sizes, paper_networks  # noqa: E402
+from ibci.nets.spec import layer_sizes, paper_networks  # noqa: E402
 from ibci.report.render import display  # noqa: E402
 from ibci.seeding import generator  # noqa: E402
 

@@ -34,9 +34,8 @@ def main(argv: list[str]) -> None:
     if flags:
         raise UserError(f"{flags[0]} is not an option of scripts/sweep.py (it takes an experiment and overrides; "
                         "see --help)")
-    # torch loads here, inside the Ctrl-C handler below
     from ibci.runs.records import is_done, run_dir_of
-    from ibci.runs.runner import run_cells
+    from ibci.runs.validate import validate
     from ibci.cli import check_group_options
 
     spec = load_experiment(argv[0])
@@ -66,6 +65,10 @@ def main(argv: list[str]) -> None:
             cfgs = compose_many(new) if new else []
         if not new:
             break
+        for cfg in cfgs:  # run_cells checks them too; here a mistake is met before torch loads
+            validate(cfg)
+        from ibci.runs.runner import run_cells  # torch loads here, inside the Ctrl-C handler below
+
         print(f"{spec['name']}: {len(cfgs)} {'more ' if trained else ''}cells")
         run_cells(cfgs, stack_cells=cfgs[0]["stack_cells"] if user_stack else spec.get("stack_cells",
                                                                                       cfgs[0]["stack_cells"]))

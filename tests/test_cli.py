@@ -1,8 +1,8 @@
 """The command line without surprises: Hydra's own flags, keys added with `+`, `--help` of every script.
 
 Most checks call `run.check_command_line` and the scripts' `main` in this
-process; a few run the real entry points in subprocesses (about 3 s each of
-Python and torch start-up), from an empty folder, so that a job started by
+process; a few run the real entry points in subprocesses (a second or two each, more where
+torch loads), from an empty folder, so that a job started by
 mistake would write its `results/` there and fail the test.
 """
 
@@ -173,6 +173,33 @@ def test_a_value_that_does_not_parse_says_how_to_quote_it():
     with pytest.raises(UserError, match=r"^LexerNoViableAltException: results_dir=/tmp/r.sultats .* quote a value "
                                         r"with non-ASCII or special characters, as in 'results_dir=\"/tmp/my runs\"'$"):
         run.check_command_line(["results_dir=/tmp/résultats"])
+
+
+# --------------------------------------------------------------------------- before torch loads
+
+
+@pytest.mark.parametrize("script, args, code", [
+    ("run.py", ["init=foo"], 2),
+    ("run.py", ["-m", "depth=2,4"], 2),
+    ("run.py", ["init=ibci", "depth=3", "init.tie_weights=[0,1.5,1]"], 2),
+    ("run.py", ["+seed=3", "epochs=0"], 2),
+    ("run.py", ["--help"], 0),
+    ("scripts/sweep.py", ["table1", "epochs=0"], 2),
+])
+def test_a_mistake_or_help_is_answered_before_torch_loads(script, args, code):
+    # torch takes most of a start-up (about 3 s here): a typo should not wait for it
+    probe = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = [{script!r}, *{args!r}]
+        try:
+            runpy.run_path({script!r}, run_name="__main__")
+        except SystemExit as e:
+            print(e.code, "torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.split()[-2:] == [str(code), "False"], out.stdout + out.stderr
+    if code:
+        assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 # --------------------------------------------------------------------------- --help of every script

@@ -10,7 +10,6 @@ after a run was made does not orphan it, while a changed value does.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path

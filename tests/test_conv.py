@@ -14,14 +14,14 @@ from ibci.init import campaign
 from ibci.init import conv as conv_init
 from ibci.nets.cnn import StackedCNN, layer_fans
 from ibci.runs.validate import check_cnn
+from ibci.init.settings import pool_size
 from ibci.train import cnn as cnn_engine
 from ibci.init import bases
-from ibci.init.lsuv import lsuv
 from ibci.runs import records
 from ibci import seeding
 from ibci.cli import compose
 from ibci.errors import UserError
-from ibci.nets.mlp import cnn_widths
+from ibci.nets.spec import cnn_widths
 from ibci.runs.runner import stack_key
 
 WIDTHS = [4, 6, 16]  # small enough for tests of a few seconds; the default is cnn_widths()
@@ -162,7 +162,7 @@ def test_conv_layers_elect_as_the_mlp_campaign_does(pool):
     # Replay the pools: drawn from the base with the conv's fans, layer after layer from the one generator.
     g = torch.Generator().manual_seed(seed)
     fans = layer_fans(WIDTHS)
-    pools = [bases.sample_base(base, *fans[l], campaign.pool_size(w, 5, 1000), g) for l, w in enumerate(WIDTHS[:2])]
+    pools = [bases.sample_base(base, *fans[l], pool_size(w, 5, 1000), g) for l, w in enumerate(WIDTHS[:2])]
     filters, conv_biases = [], []
     for l, (cand, width) in enumerate(zip(pools, WIDTHS[:2])):
         p, layer = info["pools"][l], info["layers"][l]

@@ -5,9 +5,9 @@ import torch
 
 from ibci.train import mlp as engine
 from ibci.init import bases
-from ibci.init.lsuv import lsuv
 from ibci import seeding
-from ibci.nets.mlp import StackedMLP, layer_sizes
+from ibci.nets.mlp import StackedMLP
+from ibci.nets.spec import layer_sizes
 
 
 def _sequential(model: StackedMLP, s: int) -> torch.nn.Sequential:

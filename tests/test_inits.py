@@ -7,7 +7,7 @@ from ibci.init import bases
 from ibci.init.lsuv import lsuv
 from ibci import seeding
 from ibci.errors import UserError
-from ibci.nets.mlp import layer_sizes
+from ibci.nets.spec import layer_sizes
 
 
 @pytest.mark.parametrize("base", ["xavier", "he"])

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..errors import UserError
 from ..nets.mlp import StackedMLP
 from ..vocab import BASES, UNIFORM_BIAS
+from .settings import pool_size
 
 # The authors' code's pool defaults (--candidate_weights 5, --max_num_candidate 1000): its draw's scale.
 AUTHORS_POOL_FACTOR = 5
@@ -42,22 +43,6 @@ def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> 
     if base == "authors":
         return scale_only_std(fan_out)
     raise UserError(f"base={base!r} is not one of {', '.join(BASES)}")
-
-
-def pool_size(n_out: int, pool_factor: float, max_pool: int) -> int:
-    """K = min(pool_factor * n_out, max_pool) candidates for a layer of n_out neurons."""
-    return int(min(math.floor(pool_factor * n_out), max_pool))
-
-
-def check_pool(n_out: int, pool_factor: float, max_pool: int) -> None:
-    """Raise UserError when a layer of n_out neurons would draw fewer candidates than it elects."""
-    K = pool_size(n_out, pool_factor, max_pool)
-    if K < n_out:
-        raise UserError(
-            f"init.pool_factor={pool_factor} and init.max_pool={max_pool} give a pool of {K} "
-            f"candidates for a layer of {n_out} neurons; need pool_factor >= 1 and "
-            f"max_pool >= {n_out}"
-        )
 
 
 def candidate_std(num_candidates: int) -> float:

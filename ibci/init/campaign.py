@@ -28,7 +28,8 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..vocab import CAMPAIGN_INITS, SCOPES
-from .bases import base_std, check_pool, pool_size, sample_base
+from .bases import base_std, sample_base
+from .settings import check_pool, check_tie_weights, pool_size
 
 
 # A residual shorter than this fraction of its candidate lies in the span of the
@@ -53,24 +54,11 @@ def tie_weights(variant: str, n_layers: int, explicit: list[float] | None = None
         raise UserError(f"a network needs at least one layer, got n_layers={n_layers!r}")
     if explicit is not None:
         weights = [float(w) for w in explicit]
-        _check_tie_weights(weights, n_layers)
+        check_tie_weights(weights, n_layers)
         return weights
     if variant == "ibci":
         return torch.linspace(0.0, 1.0, n_layers, dtype=torch.float64).tolist()
     return [1.0 if variant == "tie" else 0.0] * n_layers
-
-
-def _check_tie_weights(weights: list[float], n_layers: int) -> None:
-    shown = [float(w) for w in weights]
-    if len(shown) != n_layers:
-        values = "value" if len(shown) == 1 else "values"
-        raise UserError(
-            f"init.tie_weights={shown} has {len(shown)} {values} "
-            f"but the network has {n_layers} layers"
-        )
-    bad = [w for w in shown if not 0.0 <= w <= 1.0]
-    if bad:
-        raise UserError(f"init.tie_weights={shown} has {bad[0]} outside [0, 1]")
 
 
 def class_moments(R: Tensor, y: Tensor, num_classes: int) -> dict:
@@ -380,7 +368,7 @@ def check_inputs(sizes, x, y, base, tie_weights, std, pool_factor, max_pool, sco
         raise UserError(f"sizes={list(sizes)} must list at least two positive widths")
     if scope not in SCOPES:
         raise UserError(f"init.orthogonal_scope={scope!r} is not one of {', '.join(SCOPES)}")
-    _check_tie_weights(list(tie_weights), len(sizes) - 1)
+    check_tie_weights(list(tie_weights), len(sizes) - 1)
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         base_std(base, fan_in, fan_out, std)
         check_pool(fan_out, pool_factor, max_pool)

@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nets.cnn import (CHUNK_FLOATS, KERNEL, POOL, SIDE, StackedCNN, as_filters, chunk, conv_sides, from_columns,
+from ..nets.cnn import (KERNEL, POOL, SIDE, StackedCNN, as_filters, chunk, conv_sides, from_columns,
                         layer_fans)
-from ..nets.mlp import N_CLASSES, hidden_widths
+from ..nets.spec import N_CLASSES, hidden_widths
 from ..errors import UserError
 from . import campaign
 from .bases import draw_biases, orthonormal, sample_base
 from .lsuv import unit_variance_
+from .settings import pool_size
 from .stack import base_or_lsuv, subsample
 
 # The campaign's chunks are smaller (8 MB): the candidates' maps then stay in cache between the convolution,
@@ -143,7 +144,7 @@ def ibci_init(widths: list[int], x: Tensor, y: Tensor, base: str, tie_weights: l
     filters, conv_biases, weights, biases, layers, pools = [], [], [], [], [], {}
     for l, width in enumerate(widths[:2]):
         fan_in, fan_out = fans[l]
-        K = campaign.pool_size(width, pool_factor, max_pool)
+        K = pool_size(width, pool_factor, max_pool)
         candidates = sample_base(base, fan_in, fan_out, K, generator, std)
         R = conv_responses(x, filters, conv_biases, candidates, bias, conv_pool)
         scores = campaign.pool_scores(R, y, num_classes, tie_weights[l])
@@ -159,7 +160,7 @@ def ibci_init(widths: list[int], x: Tensor, y: Tensor, base: str, tie_weights: l
     H = torch.cat([features(x[i : i + step], filters, conv_biases).flatten(1) for i in range(0, x.shape[0], step)])
 
     def elect_layer(l: int, H: Tensor, fan_in: int, fan_out: int, hidden: bool):
-        K = campaign.pool_size(fan_out, pool_factor, max_pool)
+        K = pool_size(fan_out, pool_factor, max_pool)
         candidates = sample_base(base, fan_in, fan_out, K, generator, std)
         W, info = campaign.campaign_layer(H, y, candidates, bias, hidden, tie_weights[2 + l], fan_out, num_classes,
                                           scope)

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from . import campaign
-from .bases import draw_biases, orthonormal, pool_size, sample_base
+from .bases import draw_biases, orthonormal, sample_base
+from .settings import pool_size
 from .lsuv import unit_variance_
 from .stack import subsample
 

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from . import authors, campaign
-from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths
+from ..nets.mlp import StackedMLP
+from ..nets.spec import N_CLASSES, hidden_widths
 from .bases import init_base
 from .lsuv import lsuv
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .mlp import N_CLASSES
+from .spec import N_CLASSES
 
 KERNEL = 5
 POOL = 2

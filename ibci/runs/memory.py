@@ -16,8 +16,8 @@ import os
 import torch
 
 from ..errors import UserError
-from ..init.bases import pool_size
-from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn, is_zoo
+from ..init.settings import pool_size
+from ..nets.spec import N_CLASSES, hidden_widths, is_cnn, is_zoo
 from ..vocab import DATA, HELDOUT_SIZE, train_images
 
 FLOAT = 4

@@ -9,19 +9,16 @@ always maps to the same directory and a re-run can skip finished cells.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from ..errors import UserError
 from ..files import atomic_write
-from ..nets.mlp import network_name
+from ..nets.spec import network_name
 from . import calls
 
 SCHEMA = "ibci.record/1"

@@ -50,7 +50,8 @@ from ..init.bases import init_base
 from ..init.stack import initialize
 from ..nets.cnn import StackedCNN
 from ..nets import zoo
-from ..nets.mlp import N_CLASSES, StackedMLP, hidden_widths, is_cnn, is_zoo, network_name
+from ..nets.mlp import StackedMLP
+from ..nets.spec import N_CLASSES, hidden_widths, is_cnn, is_zoo, network_name
 from ..train import cnn as cnn_engine
 from ..train import mlp as engine
 from ..nets.modules import cnn_modules, mlp_modules

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from ..errors import UserError
-from ..init import campaign
-from ..init.bases import check_pool
-from ..nets.mlp import N_CLASSES, hidden_widths, is_cnn, is_zoo
+from ..init.settings import check_pool, check_tie_weights
+from ..nets.spec import N_CLASSES, hidden_widths, is_cnn, is_zoo
 from ..vocab import (AUGMENTS, BASES, CAMPAIGN_INITS, CONV_POOLS, DATA, GENERAL_REGS, INITS, NSR_READINGS, PROTOCOLS, READINGS, REGS, SCOPES,
                      STRENGTH_KEYS, UNIFORM_BIAS, train_images)
 
@@ -37,6 +34,12 @@ def _positive_number(name: str, value) -> float:
 def _one_of(name: str, value, allowed) -> None:
     if value not in allowed:
         raise UserError(f"{name}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+def _cuda_available() -> bool:
+    import torch  # here only: every other check is over plain values, and a mistake is reported before torch loads
+
+    return torch.cuda.is_available()
 
 
 def available_images(cfg: dict) -> int:
@@ -102,7 +105,7 @@ def _validate(cfg: dict, here: bool) -> None:
     if every is not None:
         _positive_int("checkpoint_every", every)
     _one_of("device", str(cfg["device"]).split(":")[0], ("cpu", "cuda"))
-    if here and str(cfg["device"]).startswith("cuda") and not torch.cuda.is_available():
+    if here and str(cfg["device"]).startswith("cuda") and not _cuda_available():
         raise UserError(f"device={cfg['device']} but no CUDA GPU is available here; use device=cpu")
     init = cfg["init"]
     if init["name"] == "lsuv":
@@ -204,7 +207,7 @@ def _check_campaign_layers(init: dict, widths: list[int]) -> None:
         if not isinstance(weights, list) or not all(map(_is_number, weights)):
             raise UserError(f"init.tie_weights={weights!r} must be a list of {len(widths)} numbers in [0, 1], "
                             f"one per layer")
-        campaign.tie_weights(init["name"], len(widths), weights)  # length and range, in the campaign's words
+        check_tie_weights(weights, len(widths))  # length and range, in the campaign's words
     for width in widths:
         check_pool(width, init["pool_factor"], init["max_pool"])
 

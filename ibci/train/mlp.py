@@ -15,7 +15,6 @@ things make it fast on a CPU:
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch

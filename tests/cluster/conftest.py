@@ -4,7 +4,6 @@ They are left out of every run that does not ask for them with `-m cluster` (`ma
 a plain `pytest`): they need a SLURM cluster, root to start one, and a few minutes.
 """
 
-import pytest
 
 MARKER = "cluster"
 
