@@ -31,7 +31,7 @@ from ibci.report import plots  # noqa: E402
 from ibci.errors import report_user_errors  # noqa: E402
 from ibci.data import load_mnist  # noqa: E402
 from ibci.errors import UserError  # noqa: E402
-from ibci.init.bases import base_std
+from ibci.init.bases import base_std  # noqa: E402
 from ibci.vocab import BASES, CAMPAIGN_INITS, DATA  # noqa: E402
 from ibci.nets.spec import layer_sizes, paper_networks  # noqa: E402
 from ibci.report.render import display  # noqa: E402
@@ -81,30 +81,11 @@ def run_layer(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
     return info["pools"][args.layer], info["layers"][args.layer], sizes
 
 
-def _own_plot(iim: np.ndarray, tie: np.ndarray, picked: np.ndarray, title: str):
-    """A plain scatter, used only when ibci.plots has no information-plane function."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.scatter(iim[~picked], tie[~picked], s=12, color="0.65", lw=0, label=f"not elected ({(~picked).sum()})")
-    ax.scatter(iim[picked], tie[picked], s=30, color="tab:red", edgecolor="black", lw=0.5,
-               label=f"elected ({picked.sum()})")
-    ax.set_xlabel("IIM score: response variance (activation²)")
-    ax.legend(loc="best")
-    ax.set_title(title)
-    return fig
-
-
 def plot(pool: dict, title: str):
     iim, tie = pool["iim"].numpy(), pool["tie"].numpy()
     picked = np.zeros(iim.size, dtype=bool)
     picked[pool["picked"].numpy()] = True
-    library = getattr(plots, "information_plane", None) or getattr(plots, "info_plane", None)
-    fig = library(iim, tie, picked, title) if library is not None else _own_plot(iim, tie, picked, title)
-    return fig
+    return plots.information_plane(iim, tie, picked, title)
 
 
 @report_user_errors
