@@ -120,6 +120,33 @@ def test_ordinary_models_are_initialized(name, method):
     assert model.training  # left in the mode it came in
 
 
+class WithOthers(nn.Module):
+    """A Conv1d (a kind init_ does not initialize), a Linear the forward pass never reaches, a BatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 3, 5)
+        self.fc = nn.Linear(3 * 26, 12)
+        self.bn = nn.BatchNorm1d(12)
+        self.out = nn.Linear(12, 4)
+        self.spare = nn.Linear(7, 7)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x.unsqueeze(1))).flatten(1)
+        return self.out(torch.relu(self.bn(self.fc(h))))
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv"])
+def test_what_init_leaves_alone_it_names_and_does_not_change(method):
+    model, (x, y) = WithOthers(), _data()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    info = ibci.init_(model, (x, y), method=method, seed=0)
+    assert [e["layer"] for e in info["layers"]] == ["fc", "out"]
+    assert info["untouched"] == [{"layer": "conv", "kind": "Conv1d"}, {"layer": "spare", "kind": "Linear"}]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) == k.startswith(("conv.", "spare.", "bn.")), k
+
+
 def test_lsuv_on_any_model_gives_each_layer_unit_output_variance():
     model, (x, y) = ConvNet(), _images()
     ibci.init_(model, (x, y), method="lsuv", seed=0, num_samples=400, tol=0.01)

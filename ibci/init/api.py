@@ -135,7 +135,10 @@ def init_(
     `orthonormal`; ibci/tie/iim: `reading`, `tie_weights`, `pool_factor`,
     `max_pool`, `num_samples`, `orthogonal_scope`). A candidate's response is
     its output through `activation` (relu, gelu, tanh or identity), a conv
-    filter's pooled over positions by `conv_pool` (mean or max). Draws come
+    filter's pooled over positions by `conv_pool` (mean or max); what it
+    returns lists, beside each layer it initialized, the modules with
+    parameters it left as they were (`untouched`: Conv1d, Embedding, a layer
+    the forward pass never reaches; normalization layers aside). Draws come
     from `generator`, or one seeded with `seed`. A refused call changes
     nothing in the model.
     """
@@ -173,7 +176,7 @@ def init_(
         raise
     finally:
         model.train(was_training)
-    return {"method": method, "base": base, "layers": layers}
+    return {"method": method, "base": base, "layers": layers, "untouched": modules.untouched(model, layers)}
 
 
 def _num_classes(model: nn.Module, x: Tensor) -> int:

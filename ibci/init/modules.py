@@ -28,6 +28,9 @@ from .lsuv import unit_variance_
 from .stack import subsample
 
 LAYERS = (nn.Linear, nn.Conv2d)
+# Their affine parameters stay the ones and zeros PyTorch starts them with, as with any initialization.
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm,
+         nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
 ACTIVATIONS = {"relu": torch.relu, "identity": lambda t: t, "gelu": F.gelu, "tanh": torch.tanh}
 CHUNK = 1000  # images a pass holds at once: a conv layer's inputs for 60,000 images would not fit
 
@@ -54,10 +57,20 @@ def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
         raise UserError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv2d to initialize")
     for m in order:
         if isinstance(m, nn.Conv2d) and m.groups != 1:
-            raise UserError(f"{names[m]} is a grouped convolution (groups={m.groups}); init_ takes groups=1 only")
+            raise UserError(f"layer {names[m]!r} is a grouped convolution (Conv2d with groups={m.groups}); "
+                            "init_ takes groups=1 only")
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise UserError(f"the model's output must be logits [N, classes]; it gives {_shape(out)}")
     return [(names[m], m) for m in order]
+
+
+def untouched(model: nn.Module, layers: list[dict]) -> list[dict]:
+    """Every module with parameters of its own that `init_module_` left as they were (normalization layers
+    aside): a kind it does not initialize (Conv1d, Embedding, an LSTM, ...), or a Linear or Conv2d that the
+    forward pass never reached."""
+    done = {e["layer"] for e in layers}
+    return [{"layer": name or "(the model itself)", "kind": type(m).__name__} for name, m in model.named_modules()
+            if name not in done and not isinstance(m, NORMS) and next(m.parameters(recurse=False), None) is not None]
 
 
 def _shape(out) -> str:
