@@ -7,7 +7,7 @@ from torch import nn
 import ibci
 from ibci.init import campaign
 from ibci.errors import UserError
-from ibci.init.bases import init_base
+from ibci.init.bases import init_base, sample_base
 from ibci.init.lsuv import lsuv
 
 
@@ -145,6 +145,30 @@ def test_what_init_leaves_alone_it_names_and_does_not_change(method):
     assert info["untouched"] == [{"layer": "conv", "kind": "Conv1d"}, {"layer": "spare", "kind": "Linear"}]
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]) == k.startswith(("conv.", "spare.", "bn.")), k
+
+
+def test_a_grouped_convs_groups_are_campaigns_of_their_own():
+    # Group g of a 2-group first layer reads channel g only and draws its pool after the groups before it: it
+    # must elect what an ungrouped conv on channel g alone elects from a generator in that state.
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(300) % 4
+    x = torch.rand(300, 2, 8, 8, generator=g) + y.view(-1, 1, 1, 1) / 4
+    grouped = nn.Sequential(nn.Conv2d(2, 6, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 4))
+    info = ibci.init_(grouped, (x, y), method="ibci", base="he", seed=0)
+    for group in (0, 1):
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(group):  # the pools of the groups before it: 5 candidates per neuron, He on 9 inputs
+            sample_base("he", 9, 27, 15, gen)
+        alone = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4))
+        ibci.init_(alone, (x[:, group : group + 1], y), method="ibci", base="he", generator=gen)
+        assert torch.equal(grouped[0].weight[3 * group : 3 * group + 3], alone[0].weight), group
+    first = info["layers"][0]
+    assert [sum(p["quotas"]) for p in first["per_group"]] == [3, 3] and sum(first["quotas"]) == 6
+    assert first["pool_size"] == sum(p["pool_size"] for p in first["per_group"])
+    for method in ("lsuv", "vanilla"):  # the same layer under the other methods: PyTorch's fans, a finite draw
+        model = nn.Sequential(nn.Conv2d(2, 6, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 4))
+        assert ibci.init_(model, (x, y), method=method, seed=0)["layers"][0]["fan_in"] == 9
+        assert torch.isfinite(model[0].weight).all()
 
 
 def test_lsuv_on_any_model_gives_each_layer_unit_output_variance():

@@ -1,7 +1,8 @@
 """IBCI, LSUV and the base draws on any `nn.Module`, found and fed through forward hooks.
 
-The layers initialized are the model's `nn.Linear` and `nn.Conv2d`, in the
-order one forward pass reaches them. Each is initialized in turn from the
+The layers initialized are the model's `nn.Linear` and `nn.Conv2d` (grouped
+ones too: each group is a campaign of its own), in the order one forward pass
+reaches them. Each is initialized in turn from the
 inputs it actually receives once the layers before it are initialized,
 whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
 residual additions): a forward pre-hook on the layer takes its input and
@@ -55,10 +56,6 @@ def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
             h.remove()
     if not order:
         raise UserError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv2d to initialize")
-    for m in order:
-        if isinstance(m, nn.Conv2d) and m.groups != 1:
-            raise UserError(f"layer {names[m]!r} is a grouped convolution (Conv2d with groups={m.groups}); "
-                            "init_ takes groups=1 only")
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise UserError(f"the model's output must be logits [N, classes]; it gives {_shape(out)}")
     return [(names[m], m) for m in order]
@@ -82,7 +79,7 @@ def fans(layer: nn.Module) -> tuple[int, int, int]:
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features, layer.out_features
     area = layer.kernel_size[0] * layer.kernel_size[1]
-    return layer.in_channels * area, layer.out_channels * area, layer.out_channels
+    return layer.in_channels // layer.groups * area, layer.out_channels * area, layer.out_channels
 
 
 def inputs_of(model: nn.Module, layer: nn.Module, x: Tensor):
@@ -106,11 +103,14 @@ def inputs_of(model: nn.Module, layer: nn.Module, x: Tensor):
 
 
 def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, act, conv_pool: str) -> Tensor:
-    """[n, K] responses of K candidate neurons (columns of `candidates` [fan_in, K]) on the layer's inputs."""
+    """[n, K] responses of K candidate neurons (columns of `candidates` [fan_in, K]) on the layer's inputs.
+
+    For a grouped conv the columns are the groups' pools one after the other, group g's filters reading
+    group g's input channels, as the layer's own filters do."""
     if isinstance(layer, nn.Linear):
         return act(inp @ candidates + bias)
-    filters = candidates.T.reshape(-1, layer.in_channels, *layer.kernel_size)
-    z = act(F.conv2d(inp, filters, None, layer.stride, layer.padding, layer.dilation) + bias)
+    filters = candidates.T.reshape(-1, layer.in_channels // layer.groups, *layer.kernel_size)
+    z = act(F.conv2d(inp, filters, None, layer.stride, layer.padding, layer.dilation, layer.groups) + bias)
     return z.mean((2, 3)) if conv_pool == "mean" else z.amax((2, 3))
 
 
@@ -159,19 +159,35 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
     bias = float(base["bias"])
     for l, (name, layer) in enumerate(layers):
         fan_in, fan_out, n_out = fans(layer)
-        K = pool_size(n_out, init["pool_factor"], init["max_pool"])
-        candidates = sample_base(base["name"], fan_in, fan_out, K, generator, base["std"])
+        # A grouped conv is `groups` layers side by side: each group elects its share of neurons from a pool
+        # of its own, drawn in group order, on the responses to its own input channels.
+        groups = getattr(layer, "groups", 1)
+        K = pool_size(n_out // groups, init["pool_factor"], init["max_pool"])
+        candidates = torch.cat([sample_base(base["name"], fan_in, fan_out, K, generator, base["std"])
+                                for _ in range(groups)], 1)
         last = l == n_layers - 1
         R = torch.cat([responses(layer, inp, candidates, bias, (lambda t: t) if last else act, conv_pool)
                        for inp in inputs_of(model, layer, x)])
-        scores = campaign.pool_scores(R, y, num_classes, tie_weights[l])
+        elected, infos = [], []
+        for g in range(groups):
+            scores = campaign.pool_scores(R[:, g * K : (g + 1) * K], y, num_classes, tie_weights[l])
+            W, info = campaign.elect_from_scores(scores, candidates[:, g * K : (g + 1) * K], tie_weights[l],
+                                                 n_out // groups, num_classes, init["orthogonal_scope"])
+            info.pop("pool")
+            elected.append(W)
+            infos.append(info)
         del R
-        W, info = campaign.elect_from_scores(scores, candidates, tie_weights[l], n_out, num_classes,
-                                             init["orthogonal_scope"])
-        info.pop("pool")
-        _write(layer, W, torch.full((n_out,), bias))
-        out[l].update(info)
+        _write(layer, torch.cat(elected, 1), torch.full((n_out,), bias))
+        out[l].update(infos[0] if groups == 1 else _merged(infos))
     return out
+
+
+def _merged(infos: list[dict]) -> dict:
+    """One layer's campaign info from its groups' (pools, counts and quotas summed; the groups' own kept)."""
+    summed = {key: [sum(v) for v in zip(*(i[key] for i in infos))] for key in ("class_counts", "quotas")}
+    return dict(pool_size=sum(i["pool_size"] for i in infos), **summed,
+                mean_chosen_score=sum(i["mean_chosen_score"] for i in infos) / len(infos),
+                tie_weight=infos[0]["tie_weight"], per_group=infos)
 
 
 def _lsuv_layer(model: nn.Module, layer: nn.Module, x: Tensor, tol: float, max_iter: int) -> int:
