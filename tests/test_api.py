@@ -225,6 +225,8 @@ def test_the_general_path_elects_as_the_suite_does_on_a_plain_mlp():
     (_net(30, 8, 4), _data, {"pool": 3}, "takes no option pool"),
     (Residual(), _data, {"reading": "authors"}, "reading=authors is the authors' code"),
     (_net(20, 8, 4), _data, {}, "the model takes [N, 20]"),
+    (nn.Sequential(nn.Linear(30, 8), nn.GELU(), nn.Linear(8, 1200), nn.GELU(), nn.Linear(1200, 4)), _data, {},
+     "give a pool of 1000 candidates for a layer of 1200 neurons"),  # before the first layer is elected
 ])
 def test_misuse_is_one_clear_error_and_changes_nothing(model, data, call, words):
     before = {k: v.clone() for k, v in model.state_dict().items()}

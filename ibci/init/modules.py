@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..errors import UserError
 from . import campaign
 from .bases import draw_biases, orthonormal, sample_base
-from .settings import pool_size
+from .settings import check_pool, pool_size
 from .lsuv import unit_variance_
 from .stack import subsample
 
@@ -157,6 +157,8 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
                     out[l]["rescalings"] = _lsuv_layer(model, layer, x, init["tol"], init["max_iter"])
         return out
     bias = float(base["bias"])
+    for _, layer in layers:  # every layer's pool before the first is drawn: a wide layer fails at once
+        check_pool(fans(layer)[2] // getattr(layer, "groups", 1), init["pool_factor"], init["max_pool"])
     for l, (name, layer) in enumerate(layers):
         fan_in, fan_out, n_out = fans(layer)
         # A grouped conv is `groups` layers side by side: each group elects its share of neurons from a pool
