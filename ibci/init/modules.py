@@ -2,8 +2,8 @@
 
 The layers initialized are the model's `nn.Linear` and `nn.Conv2d` (grouped
 ones too: each group is a campaign of its own), in the order one forward pass
-reaches them. Each is initialized in turn from the
-inputs it actually receives once the layers before it are initialized,
+reaches them. Each is initialized in turn from the inputs it actually
+receives once the layers before it are initialized,
 whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
 residual additions): a forward pre-hook on the layer takes its input and
 stops the pass there. A candidate neuron's response is its output through
@@ -157,7 +157,7 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
                     out[l]["rescalings"] = _lsuv_layer(model, layer, x, init["tol"], init["max_iter"])
         return out
     bias = float(base["bias"])
-    for _, layer in layers:  # every layer's pool before the first is drawn: a wide layer fails at once
+    for _, layer in layers:  # every layer's pool is checked before the first is drawn: a wide layer fails at once
         check_pool(fans(layer)[2] // getattr(layer, "groups", 1), init["pool_factor"], init["max_pool"])
     for l, (name, layer) in enumerate(layers):
         fan_in, fan_out, n_out = fans(layer)
