@@ -1,8 +1,8 @@
 """The command line without surprises: Hydra's own flags, keys added with `+`, `--help` of every script.
 
 Most checks call `run.check_command_line` and the scripts' `main` in this
-process; a few run the real entry points in subprocesses (a second or two each, more where
-torch loads), from an empty folder, so that a job started by
+process; a few run the real entry points in subprocesses (a second or two
+each, more where torch loads), from an empty folder, so that a job started by
 mistake would write its `results/` there and fail the test.
 """
 
