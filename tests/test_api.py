@@ -121,12 +121,12 @@ def test_ordinary_models_are_initialized(name, method):
 
 
 class WithOthers(nn.Module):
-    """A Conv1d (a kind init_ does not initialize), a Linear the forward pass never reaches, a BatchNorm."""
+    """A ConvTranspose1d (a kind init_ does not initialize), a Linear the forward pass never reaches, a BatchNorm."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv1d(1, 3, 5)
-        self.fc = nn.Linear(3 * 26, 12)
+        self.conv = nn.ConvTranspose1d(1, 3, 5)
+        self.fc = nn.Linear(3 * 34, 12)
         self.bn = nn.BatchNorm1d(12)
         self.out = nn.Linear(12, 4)
         self.spare = nn.Linear(7, 7)
@@ -142,7 +142,7 @@ def test_what_init_leaves_alone_it_names_and_does_not_change(method):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     info = ibci.init_(model, (x, y), method=method, seed=0)
     assert [e["layer"] for e in info["layers"]] == ["fc", "out"]
-    assert info["untouched"] == [{"layer": "conv", "kind": "Conv1d"}, {"layer": "spare", "kind": "Linear"}]
+    assert info["untouched"] == [{"layer": "conv", "kind": "ConvTranspose1d"}, {"layer": "spare", "kind": "Linear"}]
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]) == k.startswith(("conv.", "spare.", "bn.")), k
 
@@ -169,6 +169,29 @@ def test_a_grouped_convs_groups_are_campaigns_of_their_own():
         model = nn.Sequential(nn.Conv2d(2, 6, 3, groups=2), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 4))
         assert ibci.init_(model, (x, y), method=method, seed=0)["layers"][0]["fan_in"] == 9
         assert torch.isfinite(model[0].weight).all()
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv"])
+def test_a_conv1d_is_initialized_as_the_conv2d_it_equals(method):
+    # Conv1d(k) on [N, C, L] is Conv2d((1, k)) on [N, C, 1, L]: the same fans, draws, responses, elections.
+    x, y = _data()
+    one = nn.Sequential(nn.Conv1d(1, 4, 5, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13, 4))
+    two = nn.Sequential(nn.Conv2d(1, 4, (1, 5), stride=(1, 2)), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13, 4))
+    ibci.init_(one, (x.unsqueeze(1), y), method=method, seed=0)
+    ibci.init_(two, (x.view(-1, 1, 1, 30), y), method=method, seed=0)
+    assert torch.allclose(one[0].weight, two[0].weight.squeeze(2), atol=1e-6)
+    assert torch.allclose(one[3].weight, two[3].weight, atol=1e-6)
+
+
+def test_a_candidates_response_is_the_layers_own_convolution():
+    from ibci.init.modules import responses
+
+    layer = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular", stride=2)
+    nn.init.zeros_(layer.bias)
+    inp = torch.randn(5, 2, 7, 7)
+    columns = layer.weight.detach().reshape(3, -1).T
+    got = responses(layer, inp, columns, 0.0, lambda t: t, "mean")
+    assert torch.allclose(got, layer(inp).mean((2, 3)), atol=1e-6)
 
 
 def test_lsuv_on_any_model_gives_each_layer_unit_output_variance():
@@ -218,7 +241,7 @@ def test_the_general_path_elects_as_the_suite_does_on_a_plain_mlp():
      "NaN or infinite"),
     (_net(30, 8, 3), _data, {}, "labels 0..3 but the model has 3 outputs"),
     (ConvNet(), _data, {}, "does not fit the model"),
-    (nn.Sequential(nn.Flatten(), nn.ReLU()), _data, {}, "no nn.Linear or nn.Conv2d"),
+    (nn.Sequential(nn.Flatten(), nn.ReLU()), _data, {}, "no nn.Linear or nn.Conv1d/2d/3d"),
     (_net(30, 8, 5), _data, {}, "class(es) 4 of the model's 5 are absent"),
     (_net(30, 8, 4), lambda: [(torch.rand(4, 30),) for _ in range(3)], {}, "yields tuple of 1; init_ needs (x, y)"),
     (_net(30, 8, 4), _data, {"method": "xavier"}, "method='xavier' is not one of"),

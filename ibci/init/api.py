@@ -1,6 +1,6 @@
 """IBCI, LSUV and the rest on your own network: `ibci.init_(model, data, method="ibci")`.
 
-Any nn.Module whose output is logits: its Linear and Conv2d layers are
+Any nn.Module whose output is logits: its Linear and conv layers are
 initialized in forward order (`ibci.init.modules`), in place, in PyTorch's
 own layouts; a plain Linear/ReLU nn.Sequential gets exactly the suite's
 numbers.
@@ -123,7 +123,7 @@ def init_(
     """Initialize `model` in place by `method` over the base distribution `base`; returns what it did.
 
     `model` is any nn.Module whose output is logits [N, classes]; its
-    nn.Linear and nn.Conv2d layers are initialized in the order its forward
+    nn.Linear and nn.Conv1d/2d/3d layers are initialized in the order its forward
     pass reaches them, each from the inputs it receives once the layers
     before it are initialized (`ibci.init.modules`); a plain Linear/ReLU
     nn.Sequential gets exactly the suite's numbers (`ibci.init.stack`).
@@ -137,7 +137,7 @@ def init_(
     its output through `activation` (relu, gelu, tanh or identity), a conv
     filter's pooled over positions by `conv_pool` (mean or max); what it
     returns lists, beside each layer it initialized, the modules with
-    parameters it left as they were (`untouched`: Conv1d, Embedding, a layer
+    parameters it left as they were (`untouched`: Embedding, a layer
     the forward pass never reaches; normalization layers aside). Draws come
     from `generator`, or one seeded with `seed`. A refused call changes
     nothing in the model.

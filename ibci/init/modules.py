@@ -1,9 +1,9 @@
 """IBCI, LSUV and the base draws on any `nn.Module`, found and fed through forward hooks.
 
-The layers initialized are the model's `nn.Linear` and `nn.Conv2d` (grouped
-ones too: each group is a campaign of its own), in the order one forward pass
-reaches them. Each is initialized in turn from the inputs it actually
-receives once the layers before it are initialized,
+The layers initialized are the model's `nn.Linear` and `nn.Conv2d` (and
+`nn.Conv1d`, `nn.Conv3d`; grouped ones too, each group a campaign of its own),
+in the order one forward pass reaches them. Each is initialized in turn from
+the inputs it actually receives once the layers before it are initialized,
 whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
 residual additions): a forward pre-hook on the layer takes its input and
 stops the pass there. A candidate neuron's response is its output through
@@ -12,10 +12,12 @@ positions (`conv_pool`, as `ibci.init.conv` does for the suite's CNN); the
 last layer's responses are its logits. Scores, quotas and the campaign are
 `ibci.init.campaign`'s. Weights keep PyTorch's layouts ([out, in] and
 [out, in, kh, kw]); a conv filter is a candidate flattened to in * kh * kw
-numbers, with the fans PyTorch gives a Conv2d.
+numbers (in / groups, for a grouped conv), with the fans PyTorch gives it.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,8 @@ from .settings import check_pool, pool_size
 from .lsuv import unit_variance_
 from .stack import subsample
 
-LAYERS = (nn.Linear, nn.Conv2d)
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+LAYERS = (nn.Linear, *CONVS)
 # Their affine parameters stay the ones and zeros PyTorch starts them with, as with any initialization.
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm,
          nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
@@ -41,7 +44,7 @@ class _Stop(Exception):
 
 
 def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Linear and Conv2d, in the order a forward pass on x reaches them (each once)."""
+    """(name, module) of every Linear and conv, in the order a forward pass on x reaches them (each once)."""
     names = {m: n for n, m in model.named_modules()}
     order: list[nn.Module] = []
     hooks = [m.register_forward_pre_hook(lambda m, _: order.append(m) if m not in order else None)
@@ -55,7 +58,7 @@ def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
         for h in hooks:
             h.remove()
     if not order:
-        raise UserError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv2d to initialize")
+        raise UserError(f"the model ({type(model).__name__}) has no nn.Linear or nn.Conv1d/2d/3d to initialize")
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise UserError(f"the model's output must be logits [N, classes]; it gives {_shape(out)}")
     return [(names[m], m) for m in order]
@@ -63,8 +66,8 @@ def find_layers(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
 
 def untouched(model: nn.Module, layers: list[dict]) -> list[dict]:
     """Every module with parameters of its own that `init_module_` left as they were (normalization layers
-    aside): a kind it does not initialize (Conv1d, Embedding, an LSTM, ...), or a Linear or Conv2d that the
-    forward pass never reached."""
+    aside): a kind it does not initialize (ConvTranspose2d, Embedding, an LSTM, ...), or a Linear or conv that
+    the forward pass never reached."""
     done = {e["layer"] for e in layers}
     return [{"layer": name or "(the model itself)", "kind": type(m).__name__} for name, m in model.named_modules()
             if name not in done and not isinstance(m, NORMS) and next(m.parameters(recurse=False), None) is not None]
@@ -78,7 +81,7 @@ def fans(layer: nn.Module) -> tuple[int, int, int]:
     """(fan_in, fan_out, neurons) as PyTorch computes the fans (a conv's count its kernel area)."""
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features, layer.out_features
-    area = layer.kernel_size[0] * layer.kernel_size[1]
+    area = math.prod(layer.kernel_size)
     return layer.in_channels // layer.groups * area, layer.out_channels * area, layer.out_channels
 
 
@@ -110,8 +113,10 @@ def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, ac
     if isinstance(layer, nn.Linear):
         return act(inp @ candidates + bias)
     filters = candidates.T.reshape(-1, layer.in_channels // layer.groups, *layer.kernel_size)
-    z = act(F.conv2d(inp, filters, None, layer.stride, layer.padding, layer.dilation, layer.groups) + bias)
-    return z.mean((2, 3)) if conv_pool == "mean" else z.amax((2, 3))
+    # The layer's own convolution (its stride, padding and padding_mode, dilation, groups) with these filters.
+    z = act(layer._conv_forward(inp, filters, None) + bias)
+    positions = tuple(range(2, z.dim()))
+    return z.mean(positions) if conv_pool == "mean" else z.amax(positions)
 
 
 def _write(layer: nn.Module, W: Tensor, b: Tensor | None) -> None:
@@ -124,7 +129,7 @@ def _write(layer: nn.Module, W: Tensor, b: Tensor | None) -> None:
 @torch.no_grad()
 def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base: dict, init: dict,
                  generator: torch.Generator, activation: str = "relu", conv_pool: str = "mean") -> list[dict]:
-    """Initialize every Linear and Conv2d of `model` in forward order, in place; returns one dict per layer.
+    """Initialize every Linear and conv of `model` in forward order, in place; returns one dict per layer.
 
     `base` and `init` are the config groups' dicts (`ibci.init.api.configs`):
     vanilla draws each layer from the base; lsuv draws, then rescales each
