@@ -183,6 +183,29 @@ def test_a_conv1d_is_initialized_as_the_conv2d_it_equals(method):
     assert torch.allclose(one[3].weight, two[3].weight, atol=1e-6)
 
 
+class Tokens(nn.Module):
+    """A Linear on every token of [N, T, D] (as in a transformer's MLP), then a mean over tokens and a head."""
+
+    def __init__(self, token_layer: nn.Module):
+        super().__init__()
+        self.tokens, self.head = token_layer, nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.tokens(x) if isinstance(self.tokens, nn.Linear) else self.tokens(x.transpose(1, 2)).transpose(1, 2)
+        return self.head(torch.relu(h).mean(1))
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv"])
+def test_a_linear_on_tokens_is_initialized_as_the_1x1_conv_it_equals(method):
+    x, y = _data()
+    x = x.view(-1, 5, 6)
+    linear, conv = Tokens(nn.Linear(6, 16)), Tokens(nn.Conv1d(6, 16, 1))
+    ibci.init_(linear, (x, y), method=method, seed=0)
+    ibci.init_(conv, (x, y), method=method, seed=0)
+    assert torch.allclose(linear.tokens.weight, conv.tokens.weight.squeeze(2), atol=1e-6)
+    assert torch.allclose(linear.head.weight, conv.head.weight, atol=1e-6)
+
+
 def test_a_candidates_response_is_the_layers_own_convolution():
     from ibci.init.modules import responses
 

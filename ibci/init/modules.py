@@ -109,13 +109,18 @@ def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, ac
     """[n, K] responses of K candidate neurons (columns of `candidates` [fan_in, K]) on the layer's inputs.
 
     For a grouped conv the columns are the groups' pools one after the other, group g's filters reading
-    group g's input channels, as the layer's own filters do."""
+    group g's input channels, as the layer's own filters do. A Linear on [n, ..., in] (tokens, positions)
+    is a 1x1 conv over the middle dimensions, pooled over them as a conv's are."""
     if isinstance(layer, nn.Linear):
-        return act(inp @ candidates + bias)
-    filters = candidates.T.reshape(-1, layer.in_channels // layer.groups, *layer.kernel_size)
-    # The layer's own convolution (its stride, padding and padding_mode, dilation, groups) with these filters.
-    z = act(layer._conv_forward(inp, filters, None) + bias)
-    positions = tuple(range(2, z.dim()))
+        z = act(inp @ candidates + bias)
+        positions = tuple(range(1, z.dim() - 1))
+    else:
+        filters = candidates.T.reshape(-1, layer.in_channels // layer.groups, *layer.kernel_size)
+        # The layer's own convolution (its stride, padding and padding_mode, dilation, groups) with these filters.
+        z = act(layer._conv_forward(inp, filters, None) + bias)
+        positions = tuple(range(2, z.dim()))
+    if not positions:
+        return z
     return z.mean(positions) if conv_pool == "mean" else z.amax(positions)
 
 
