@@ -206,6 +206,39 @@ def test_a_linear_on_tokens_is_initialized_as_the_1x1_conv_it_equals(method):
     assert torch.allclose(linear.head.weight, conv.head.weight, atol=1e-6)
 
 
+class Text(nn.Module):
+    """Token ids through an nn.Embedding, a Linear on every token, a mean over tokens, a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.fc, self.head = nn.Embedding(50, 16), nn.Linear(16, 32), nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.fc(self.emb(x))).mean(1))
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv", "vanilla"])
+def test_token_ids_reach_an_embedding_as_integers(method):
+    x, y = torch.randint(0, 50, (400, 7), generator=torch.Generator().manual_seed(0)), torch.arange(400) % 4
+    model = Text()
+    embedding = model.emb.weight.clone()
+    info = ibci.init_(model, (x, y), method=method, seed=0)
+    assert [e["layer"] for e in info["layers"]] == ["fc", "head"]
+    assert info["untouched"] == [{"layer": "emb", "kind": "Embedding"}] and torch.equal(model.emb.weight, embedding)
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv"])
+def test_a_float64_model_is_initialized_as_its_float32_twin(method):
+    x, y = _data()
+    single = nn.Sequential(nn.Linear(30, 16), nn.GELU(), nn.Linear(16, 4))
+    double = nn.Sequential(nn.Linear(30, 16), nn.GELU(), nn.Linear(16, 4)).double()
+    ibci.init_(single, (x, y), method=method, seed=0)
+    ibci.init_(double, (x, y), method=method, seed=0)
+    assert double[0].weight.dtype == torch.float64
+    for a, b in zip(single.parameters(), double.parameters()):
+        assert torch.allclose(a.double(), b, atol=1e-5)
+
+
 def test_a_candidates_response_is_the_layers_own_convolution():
     from ibci.init.modules import responses
 

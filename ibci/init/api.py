@@ -87,7 +87,9 @@ def _as_tensors(data, y) -> tuple[Tensor, Tensor]:
         x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise UserError("init_ takes x and y as tensors")
-    x = x.detach().float().cpu()
+    x = x.detach().cpu()
+    if x.is_floating_point():
+        x = x.float()  # integer x stays as it is: token ids for an nn.Embedding
     if not torch.isfinite(x).all():
         raise UserError(f"x holds {int((~torch.isfinite(x)).sum())} NaN or infinite values; init_ takes finite inputs")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
@@ -151,7 +153,7 @@ def init_(
     if conv_pool not in ("mean", "max"):
         raise UserError(f"conv_pool={conv_pool!r} is not one of: mean, max")
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
-    if plain_mlp(model) and x.dim() == 2 and activation == "relu":
+    if plain_mlp(model) and x.dim() == 2 and x.is_floating_point() and activation == "relu":
         linears = linear_layers(model)
         sizes = [linears[0].in_features, *(m.out_features for m in linears)]
         if x.shape[1] != sizes[0]:
@@ -164,6 +166,9 @@ def init_(
         return info
     if init_cfg.get("reading", "paper") != "paper":
         raise UserError("reading=authors is the authors' code, which has MLPs only: a Linear/ReLU nn.Sequential")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if x.is_floating_point():
+        x = x.to(dtype)  # a float64 model sees float64 inputs (the suite's own path above computes in float32)
     was_training = model.training
     model.eval()  # Dropout off and BatchNorm on its running statistics, as at test time
     saved = {k: v.clone() for k, v in model.state_dict().items()}

@@ -111,6 +111,7 @@ def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, ac
     For a grouped conv the columns are the groups' pools one after the other, group g's filters reading
     group g's input channels, as the layer's own filters do. A Linear on [n, ..., in] (tokens, positions)
     is a 1x1 conv over the middle dimensions, pooled over them as a conv's are."""
+    candidates = candidates.to(inp.dtype)
     if isinstance(layer, nn.Linear):
         z = act(inp @ candidates + bias)
         positions = tuple(range(1, z.dim() - 1))
