@@ -87,9 +87,7 @@ def _as_tensors(data, y) -> tuple[Tensor, Tensor]:
         x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise UserError("init_ takes x and y as tensors")
-    x = x.detach().cpu()
-    if x.is_floating_point():
-        x = x.float()  # integer x stays as it is: token ids for an nn.Embedding
+    x = x.detach().cpu()  # its dtype is the model's business: integer x can be token ids for an nn.Embedding
     if not torch.isfinite(x).all():
         raise UserError(f"x holds {int((~torch.isfinite(x)).sum())} NaN or infinite values; init_ takes finite inputs")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
@@ -159,16 +157,15 @@ def init_(
         if x.shape[1] != sizes[0]:
             raise UserError(f"x has shape {list(x.shape)} but the model takes [N, {sizes[0]}] (flatten images first)")
         _check_labels(y, sizes[-1], init_cfg)
-        stack, info = init_stack(sizes, base_cfg, init_cfg, x, y, [g])
+        stack, info = init_stack(sizes, base_cfg, init_cfg, x.float(), y, [g])
         for layer, W, b in zip(linears, stack.weights, stack.biases):
             layer.weight.copy_(W[0].T)
             layer.bias.copy_(b[0])
         return info
     if init_cfg.get("reading", "paper") != "paper":
         raise UserError("reading=authors is the authors' code, which has MLPs only: a Linear/ReLU nn.Sequential")
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    if x.is_floating_point():
-        x = x.to(dtype)  # a float64 model sees float64 inputs (the suite's own path above computes in float32)
+    if x.is_floating_point():  # in the model's own precision (the suite's path above computes in float32)
+        x = x.to(next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32))
     was_training = model.training
     model.eval()  # Dropout off and BatchNorm on its running statistics, as at test time
     saved = {k: v.clone() for k, v in model.state_dict().items()}
