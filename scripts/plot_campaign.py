@@ -23,19 +23,11 @@ from pathlib import Path
 # Runnable from a plain checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ibci.init import campaign  # noqa: E402
-from ibci.report import plots  # noqa: E402
-from ibci.errors import report_user_errors  # noqa: E402
-from ibci.data import load_mnist  # noqa: E402
-from ibci.errors import UserError  # noqa: E402
-from ibci.init.bases import base_std  # noqa: E402
-from ibci.vocab import BASES, CAMPAIGN_INITS, DATA  # noqa: E402
+# Torch-free: the arguments are checked (and --help answered) before torch and the plotting stack load.
+from ibci.errors import UserError, report_user_errors  # noqa: E402
+from ibci.init.settings import base_std, check_campaign  # noqa: E402
 from ibci.nets.spec import layer_sizes, paper_networks  # noqa: E402
-from ibci.report.render import display  # noqa: E402
-from ibci.seeding import generator  # noqa: E402
+from ibci.vocab import BASES, CAMPAIGN_INITS, DATA  # noqa: E402
 
 FIGURE_NAME = "campaign_info_plane"  # .pdf and .png
 N_TRAIN = DATA["mnist"].train  # MNIST training images
@@ -57,17 +49,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_layer(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
-    """(pool tensors of the chosen layer, its JSON-ready info, the network's widths)."""
+def check_args(args: argparse.Namespace) -> list[int]:
+    """The network's widths, once every argument is known good (before the data or torch load)."""
     sizes = layer_sizes(args.depth)
     n_layers = len(sizes) - 1
     if not 0 <= args.layer < n_layers:
         raise UserError(f"--layer={args.layer} is out of range; depth {args.depth} has layers 0..{n_layers - 1}")
     if args.samples < 1:
         raise UserError(f"--samples={args.samples} must be a positive number of training images")
-    tie_weights = campaign.tie_weights(args.init, n_layers)
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):  # a bad --base or --std fails before the data loads
+    check_campaign(args.init)
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         base_std(args.base, fan_in, fan_out, args.std)
+    return sizes
+
+
+def run_layer(args: argparse.Namespace, sizes: list[int]) -> tuple[dict, dict]:
+    """(pool tensors of the chosen layer, its JSON-ready info)."""
+    import torch
+
+    from ibci.data import load_mnist
+    from ibci.init import campaign
+    from ibci.seeding import generator
+
+    tie_weights = campaign.tie_weights(args.init, len(sizes) - 1)
     mnist = load_mnist(args.data, download=False)
     x, y = mnist.x_train, mnist.y_train
     g = generator(args.seed, "init")
@@ -78,10 +82,14 @@ def run_layer(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
     # The whole network is elected (layers after the chosen one cost little):
     # ibci_init treats its last layer as the output layer, so it cannot stop early.
     _, _, info = campaign.ibci_init(sizes, x, y, args.base, tie_weights, g, std=args.std)
-    return info["pools"][args.layer], info["layers"][args.layer], sizes
+    return info["pools"][args.layer], info["layers"][args.layer]
 
 
 def plot(pool: dict, title: str):
+    import numpy as np
+
+    from ibci.report import plots
+
     iim, tie = pool["iim"].numpy(), pool["tie"].numpy()
     picked = np.zeros(iim.size, dtype=bool)
     picked[pool["picked"].numpy()] = True
@@ -91,8 +99,12 @@ def plot(pool: dict, title: str):
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sizes = check_args(args)
+    from ibci.report import plots
+    from ibci.report.render import display
+
     start = time.perf_counter()
-    pool, info, sizes = run_layer(args)
+    pool, info = run_layer(args, sizes)
     L = args.layer
     role = "output layer" if L == len(sizes) - 2 else "hidden layer"
     title = (f"{display(args.init)} campaign, {display(args.base)} base, depth {args.depth}, layer {L} "

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ibci.init import authors, bases
+from ibci.init import authors, settings
 from ibci.init import campaign
 from ibci.cli import compose
 from ibci.errors import UserError
@@ -62,8 +62,8 @@ def test_the_draw_is_kaiming_normal_on_the_pool_shape_whatever_the_base():
     torch.manual_seed(0)
     W = torch.empty(784, 500)
     torch.nn.init.kaiming_normal_(W, nonlinearity="relu")  # what the authors' code calls
-    assert bases.candidate_std(500) == pytest.approx(math.sqrt(2 / 500))
-    assert W.std().item() == pytest.approx(bases.candidate_std(500), rel=0.01)
+    assert settings.candidate_std(500) == pytest.approx(math.sqrt(2 / 500))
+    assert W.std().item() == pytest.approx(settings.candidate_std(500), rel=0.01)
     # The elected columns keep that scale: each is one of the pool's draws.
     g = torch.Generator().manual_seed(3)
     x, y = torch.rand(500, 20), torch.arange(500) % 10
@@ -72,8 +72,8 @@ def test_the_draw_is_kaiming_normal_on_the_pool_shape_whatever_the_base():
     for w in weights[0].T:
         assert (pool - w[:, None]).abs().amax(0).min() < 1e-6
     assert [l["draw_std"] for l in info["layers"]] == [math.sqrt(2 / 60), math.sqrt(2 / 50)]
-    assert bases.scale_only_std(100) == math.sqrt(2 / 500)
-    assert bases.scale_only_std(32) == math.sqrt(2 / 160)
+    assert settings.scale_only_std(100) == math.sqrt(2 / 500)
+    assert settings.scale_only_std(32) == math.sqrt(2 / 160)
     assert base_std("authors", 784, 100) == math.sqrt(2 / 500)
     assert base_std("authors", 100, 10) == math.sqrt(2 / 50)
 

@@ -185,6 +185,9 @@ def test_a_value_that_does_not_parse_says_how_to_quote_it():
     ("run.py", ["+seed=3", "epochs=0"], 2),
     ("run.py", ["--help"], 0),
     ("scripts/sweep.py", ["table1", "epochs=0"], 2),
+    ("scripts/plot_campaign.py", ["--init", "foo"], 2),
+    ("scripts/plot_campaign.py", ["--base", "uniform"], 2),
+    ("scripts/plot_campaign.py", ["--help"], 0),
 ])
 def test_a_mistake_or_help_is_answered_before_torch_loads(script, args, code):
     # torch takes most of a start-up (about 3 s here): a typo should not wait for it

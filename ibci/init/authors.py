@@ -39,8 +39,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .bases import AUTHORS_MAX_POOL, AUTHORS_POOL_FACTOR, candidate_std
-from .settings import pool_size
+from .settings import AUTHORS_MAX_POOL, AUTHORS_POOL_FACTOR, candidate_std, pool_size
 from .campaign import check_inputs, class_moments, class_quotas, layer_by_layer
 
 # The code scores candidates with this bias whatever the model's bias is.

@@ -13,46 +13,10 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import UserError
 from ..nets.mlp import StackedMLP
-from ..vocab import BASES, UNIFORM_BIAS
-from .settings import pool_size
-
-# The authors' code's pool defaults (--candidate_weights 5, --max_num_candidate 1000): its draw's scale.
-AUTHORS_POOL_FACTOR = 5
-AUTHORS_MAX_POOL = 1000
-
-
-def base_std(base: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
-    """Standard deviation of the base distribution for one layer.
-
-    xavier: sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio, normal variant);
-    he: sqrt(2 / fan_in) (He et al., fan-in mode, for ReLU);
-    normal: the given `std` (used to show vanishing / exploding signals);
-    authors: sqrt(2 / K), K = min(5 * fan_out, 1000), the std the authors'
-    code draws IBCI's candidates at (the scale-only control, `ibci.init.authors`).
-    """
-    if base == "xavier":
-        return math.sqrt(2.0 / (fan_in + fan_out))
-    if base == "he":
-        return math.sqrt(2.0 / fan_in)
-    if base == "normal":
-        if std is None or not std > 0:
-            raise UserError(f"base=normal needs a positive base.std, got {std!r}")
-        return float(std)
-    if base == "authors":
-        return scale_only_std(fan_out)
-    raise UserError(f"base={base!r} is not one of {', '.join(BASES)}")
-
-
-def candidate_std(num_candidates: int) -> float:
-    """std of the authors' draw: kaiming_normal_ on a [fan_in, K] pool takes fan_in = K."""
-    return math.sqrt(2.0 / num_candidates)
-
-
-def scale_only_std(fan_out: int) -> float:
-    """The std the authors' campaign draws a layer of `fan_out` neurons at (its default pool)."""
-    return candidate_std(pool_size(fan_out, AUTHORS_POOL_FACTOR, AUTHORS_MAX_POOL))
+from ..vocab import UNIFORM_BIAS
+# A base's std is a rule over plain numbers, kept torch-free for the checks before torch loads.
+from .settings import base_std
 
 
 def sample_base(

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UserError
-from ..vocab import CAMPAIGN_INITS, SCOPES
+from ..vocab import SCOPES
 from .bases import base_std, sample_base
-from .settings import check_pool, check_tie_weights, pool_size
+from .settings import check_campaign, check_pool, check_tie_weights, pool_size
 
 
 # A residual shorter than this fraction of its candidate lies in the span of the
@@ -48,8 +48,7 @@ def tie_weights(variant: str, n_layers: int, explicit: list[float] | None = None
     (torch.linspace(0, 1, n_layers), so a one-layer network gets [0.0]);
     "tie": all 1; "iim": all 0. A list `explicit` overrides any variant.
     """
-    if variant not in CAMPAIGN_INITS:
-        raise UserError(f"init.name={variant!r} is not one of {', '.join(CAMPAIGN_INITS)}")
+    check_campaign(variant)
     if n_layers < 1:
         raise UserError(f"a network needs at least one layer, got n_layers={n_layers!r}")
     if explicit is not None:
