@@ -264,6 +264,42 @@ def test_lsuv_on_any_model_gives_each_layer_unit_output_variance():
     assert all(abs(o.var().item() - 1) < 0.02 for o in outs.values()), {n: o.var().item() for n, o in outs.items()}
 
 
+class Block(nn.Module):
+    """torchvision's residual block in small: the shortcut's 1x1 conv runs after the block's own convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv1, self.bn = nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2), nn.BatchNorm2d(8)
+        self.conv2, self.down = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(4, 8, 1, stride=2)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        out = self.conv2(torch.relu(self.bn(self.conv1(h))))
+        return self.fc(torch.relu(out + self.down(h)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["ibci", "lsuv"])
+def test_one_pass_initializes_as_a_pass_per_layer(method, monkeypatch):
+    """Data that fits one chunk takes one forward pass for all layers, each initialized by a pre-hook as the
+    pass reaches it; more data takes passes stopped at each layer. Both give each layer the same inputs."""
+    from ibci.init import modules
+
+    (x, y), options = _images(), {"num_samples": 400} if method == "lsuv" else {}
+    one, per_layer = Block(), Block()
+    per_layer.load_state_dict(one.state_dict())
+    a = ibci.init_(one, (x, y), method=method, seed=0, **options)
+    monkeypatch.setattr(modules, "CHUNK", 399)  # two chunks: a pass per layer and chunk
+    b = ibci.init_(per_layer, (x, y), method=method, seed=0, **options)
+    assert [e["layer"] for e in a["layers"]] == ["stem", "conv1", "conv2", "down", "fc"]
+    for ea, eb in zip(a["layers"], b["layers"]):  # the same elections or rescalings; scores up to the chunks' rounding
+        assert ea.pop("mean_chosen_score", 0) == pytest.approx(eb.pop("mean_chosen_score", 0), rel=1e-5)
+        assert ea == eb
+    for (k, p), q in zip(one.state_dict().items(), per_layer.state_dict().values()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6), k
+
+
 def test_a_dataloader_is_the_same_as_its_tensors():
     from torch.utils.data import DataLoader, TensorDataset
 

@@ -5,8 +5,8 @@ The layers initialized are the model's `nn.Linear` and `nn.Conv2d` (and
 in the order one forward pass reaches them. Each is initialized in turn from
 the inputs it actually receives once the layers before it are initialized,
 whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
-residual additions): a forward pre-hook on the layer takes its input and
-stops the pass there. A candidate neuron's response is its output through
+residual additions): a forward pre-hook on the layer takes its input, in one
+pass for all layers where the data fit one chunk (`each_layer`). A candidate neuron's response is its output through
 `activation` (ReLU by default, the paper's), a conv filter's pooled over
 positions (`conv_pool`, as `ibci.init.conv` does for the suite's CNN); the
 last layer's responses are its logits. Scores, quotas and the campaign are
@@ -104,6 +104,38 @@ def inputs_of(model: nn.Module, layer: nn.Module, x: Tensor):
         hook.remove()
 
 
+def each_layer(model: nn.Module, layers: list[tuple[str, nn.Module]], x: Tensor, initialize) -> None:
+    """Call initialize(l, layer, inputs) for each layer in forward order, `inputs` being the chunks of its
+    inputs on x once the layers before it are initialized.
+
+    Where x is one chunk, one forward pass serves every layer: a pre-hook hands each layer the input the
+    pass brings it, initializes it, and the layer runs on with its new weights, so layer l sees what a pass
+    stopped at it would. Otherwise each layer gets passes of its own, chunk by chunk, stopped at it: the
+    passes then cost the square of the depth, but none holds more than CHUNK images."""
+    if x.shape[0] > CHUNK:
+        for l, (_, layer) in enumerate(layers):
+            initialize(l, layer, inputs_of(model, layer, x))
+        return
+    index = {m: l for l, (_, m) in enumerate(layers)}
+    reached: list[int] = []
+
+    def take(layer, args):
+        if layer in index and index[layer] == len(reached):  # first reached, in find_layers' order
+            reached.append(index.pop(layer))
+            initialize(reached[-1], layer, [args[0].detach()])
+
+    hooks = [m.register_forward_pre_hook(take) for _, m in layers]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if index:
+        name = layers[len(reached)][0]
+        raise UserError(f"the model's forward pass did not reach {name} after the layers before it were initialized "
+                        "(does its path depend on the weights?)")
+
+
 def responses(layer: nn.Module, inp: Tensor, candidates: Tensor, bias: float, act, conv_pool: str) -> Tensor:
     """[n, K] responses of K candidate neurons (columns of `candidates` [fan_in, K]) on the layer's inputs.
 
@@ -162,14 +194,18 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
             _write(layer, W, b[0])
         if method == "lsuv":
             x = subsample(x, y, init["num_samples"], generator)[0]  # after the draws, as the suite's LSUV takes it
-            for l, (_, layer) in enumerate(layers):
+
+            def rescale(l: int, layer: nn.Module, inputs) -> None:
                 if l < n_layers - 1 or init["output_layer"]:
-                    out[l]["rescalings"] = _lsuv_layer(model, layer, x, init["tol"], init["max_iter"])
+                    out[l]["rescalings"] = _lsuv_layer(layer, torch.cat(list(inputs)), init["tol"], init["max_iter"])
+
+            each_layer(model, layers, x, rescale)
         return out
     bias = float(base["bias"])
     for _, layer in layers:  # every layer's pool is checked before the first is drawn: a wide layer fails at once
         check_pool(fans(layer)[2] // getattr(layer, "groups", 1), init["pool_factor"], init["max_pool"])
-    for l, (name, layer) in enumerate(layers):
+
+    def elect(l: int, layer: nn.Module, inputs) -> None:
         fan_in, fan_out, n_out = fans(layer)
         # A grouped conv is `groups` layers side by side: each group elects its share of neurons from a pool
         # of its own, drawn in group order, on the responses to its own input channels.
@@ -179,7 +215,7 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
                                 for _ in range(groups)], 1)
         last = l == n_layers - 1
         R = torch.cat([responses(layer, inp, candidates, bias, (lambda t: t) if last else act, conv_pool)
-                       for inp in inputs_of(model, layer, x)])
+                       for inp in inputs])
         elected, infos = [], []
         for g in range(groups):
             scores = campaign.pool_scores(R[:, g * K : (g + 1) * K], y, num_classes, tie_weights[l])
@@ -191,6 +227,8 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
         del R
         _write(layer, torch.cat(elected, 1), torch.full((n_out,), bias))
         out[l].update(infos[0] if groups == 1 else _merged(infos))
+
+    each_layer(model, layers, x, elect)
     return out
 
 
@@ -202,9 +240,8 @@ def _merged(infos: list[dict]) -> dict:
                 tie_weight=infos[0]["tie_weight"], per_group=infos)
 
 
-def _lsuv_layer(model: nn.Module, layer: nn.Module, x: Tensor, tol: float, max_iter: int) -> int:
-    """LSUV's step for one layer of any model: rescale its weight until its output variance on x is 1."""
-    inp = torch.cat(list(inputs_of(model, layer, x)))
+def _lsuv_layer(layer: nn.Module, inp: Tensor, tol: float, max_iter: int) -> int:
+    """LSUV's step for one layer of any model: rescale its weight until its output variance on its inputs is 1."""
     W = layer.weight.unsqueeze(0)  # a stack of one model: unit_variance_ rescales it in place
 
     def output() -> Tensor:
