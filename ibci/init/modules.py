@@ -6,13 +6,14 @@ in the order one forward pass reaches them. Each is initialized in turn from
 the inputs it actually receives once the layers before it are initialized,
 whatever lies between (activations, BatchNorm, pooling, Dropout in eval mode,
 residual additions): a forward pre-hook on the layer takes its input, in one
-pass for all layers where the data fit one chunk (`each_layer`). A candidate neuron's response is its output through
-`activation` (ReLU by default, the paper's), a conv filter's pooled over
-positions (`conv_pool`, as `ibci.init.conv` does for the suite's CNN); the
-last layer's responses are its logits. Scores, quotas and the campaign are
-`ibci.init.campaign`'s. Weights keep PyTorch's layouts ([out, in] and
-[out, in, kh, kw]); a conv filter is a candidate flattened to in * kh * kw
-numbers (in / groups, for a grouped conv), with the fans PyTorch gives it.
+pass for all layers where the data fit one chunk (`each_layer`). A candidate
+neuron's response is its output through `activation` (ReLU by default, the
+paper's), a conv filter's pooled over positions (`conv_pool`, as
+`ibci.init.conv` does for the suite's CNN); the last layer's responses are its
+logits. Scores, quotas and the campaign are `ibci.init.campaign`'s. Weights
+keep PyTorch's layouts ([out, in] and [out, in, kh, kw]); a conv filter is a
+candidate flattened to in * kh * kw numbers (in / groups, for a grouped conv),
+with the fans PyTorch gives it.
 """
 
 from __future__ import annotations
