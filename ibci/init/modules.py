@@ -85,6 +85,12 @@ def fans(layer: nn.Module) -> tuple[int, int, int]:
     return layer.in_channels // layer.groups * area, layer.out_channels * area, layer.out_channels
 
 
+def groups_of(layer: nn.Module) -> tuple[int, int]:
+    """(groups, neurons per group): a grouped conv is `groups` layers side by side, a Linear one group."""
+    groups = getattr(layer, "groups", 1)
+    return groups, fans(layer)[2] // groups
+
+
 def inputs_of(model: nn.Module, layer: nn.Module, x: Tensor):
     """The inputs `layer` receives on x, chunk by chunk (each pass stops at the layer)."""
     got = []
@@ -117,13 +123,11 @@ def each_layer(model: nn.Module, layers: list[tuple[str, nn.Module]], x: Tensor,
         for l, (_, layer) in enumerate(layers):
             initialize(l, layer, inputs_of(model, layer, x))
         return
-    index = {m: l for l, (_, m) in enumerate(layers)}
-    reached: list[int] = []
+    pending = {m: l for l, (_, m) in enumerate(layers)}
 
     def take(layer, args):
-        if layer in index and index[layer] == len(reached):  # first reached, in find_layers' order
-            reached.append(index.pop(layer))
-            initialize(reached[-1], layer, [args[0].detach()])
+        if pending.get(layer) == len(layers) - len(pending):  # reached first, and in find_layers' order
+            initialize(pending.pop(layer), layer, [args[0].detach()])
 
     hooks = [m.register_forward_pre_hook(take) for _, m in layers]
     try:
@@ -131,8 +135,8 @@ def each_layer(model: nn.Module, layers: list[tuple[str, nn.Module]], x: Tensor,
     finally:
         for h in hooks:
             h.remove()
-    if index:
-        name = layers[len(reached)][0]
+    if pending:
+        name = layers[len(layers) - len(pending)][0]
         raise UserError(f"the model's forward pass did not reach {name} after the layers before it were initialized "
                         "(does its path depend on the weights?)")
 
@@ -204,14 +208,14 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
         return out
     bias = float(base["bias"])
     for _, layer in layers:  # every layer's pool is checked before the first is drawn: a wide layer fails at once
-        check_pool(fans(layer)[2] // getattr(layer, "groups", 1), init["pool_factor"], init["max_pool"])
+        check_pool(groups_of(layer)[1], init["pool_factor"], init["max_pool"])
 
     def elect(l: int, layer: nn.Module, inputs) -> None:
         fan_in, fan_out, n_out = fans(layer)
-        # A grouped conv is `groups` layers side by side: each group elects its share of neurons from a pool
-        # of its own, drawn in group order, on the responses to its own input channels.
-        groups = getattr(layer, "groups", 1)
-        K = pool_size(n_out // groups, init["pool_factor"], init["max_pool"])
+        # Each group elects its share of neurons from a pool of its own, drawn in group order, on the
+        # responses to its own input channels.
+        groups, per_group = groups_of(layer)
+        K = pool_size(per_group, init["pool_factor"], init["max_pool"])
         candidates = torch.cat([sample_base(base["name"], fan_in, fan_out, K, generator, base["std"])
                                 for _ in range(groups)], 1)
         last = l == n_layers - 1
@@ -221,7 +225,7 @@ def init_module_(model: nn.Module, x: Tensor, y: Tensor, num_classes: int, base:
         for g in range(groups):
             scores = campaign.pool_scores(R[:, g * K : (g + 1) * K], y, num_classes, tie_weights[l])
             W, info = campaign.elect_from_scores(scores, candidates[:, g * K : (g + 1) * K], tie_weights[l],
-                                                 n_out // groups, num_classes, init["orthogonal_scope"])
+                                                 per_group, num_classes, init["orthogonal_scope"])
             info.pop("pool")
             elected.append(W)
             infos.append(info)
