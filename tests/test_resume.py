@@ -21,7 +21,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMING = ("init_time_s", "train_time_s", "epoch_time_s", "wall_time_s", "finished_at", "git_commit", "host", "versions")
+TIMING = ("init_time_s", "train_time_s", "epoch_time_s", "wall_time_s", "finished_at", "git_commit", "git_dirty",
+          "earlier_commits", "host", "versions")
+OLDER = "0123456789abcdef0123456789abcdef01234567"  # a commit that wrote the killed run's checkpoint
 
 CASES = {
     "mlp": ["init=ibci", "depth=2"],
@@ -43,6 +45,10 @@ def checkpoint_epoch(results: Path) -> int:
         except Exception:  # noqa: BLE001  (being written: its atomic rename has not happened yet)
             return 0
     return 0
+
+
+def records_of(results: Path) -> list[str]:
+    return [p.read_text() for p in (results / "runs").glob("*/record.json")]
 
 
 def the_run(results: Path) -> tuple[bytes, dict]:
@@ -68,9 +74,17 @@ def test_a_killed_cell_resumes_to_the_same_bytes(case, mnist_root, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not any((killed / "runs").glob("*/done"))
+    # As if other code had trained the first part: the record names that commit beside its own.
+    (path,) = (killed / "runs" / ".checkpoints").glob("*.pt")
+    state = torch.load(path, weights_only=False)
+    assert state["commits"] == [json.loads(records_of(tmp_path / "whole")[0])["git_commit"]]
+    torch.save({**state, "commits": [OLDER]}, path)
     again = subprocess.run(command(mnist_root, killed, case), cwd=ROOT, check=True, capture_output=True, text=True)
     assert "resume " in again.stdout and " from epoch " in again.stdout, again.stdout
     assert the_run(killed) == the_run(tmp_path / "whole")
+    (rec,) = [json.loads(r) for r in records_of(killed)]
+    assert rec["earlier_commits"] == [OLDER] and rec["git_commit"] != OLDER
+    assert "earlier_commits" not in json.loads(records_of(tmp_path / "whole")[0])
     assert not list((killed / "runs" / ".checkpoints").glob("*.pt"))  # removed with the records written
 
 

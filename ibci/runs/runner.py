@@ -115,12 +115,23 @@ def reuse_freed_memory() -> None:
     mallopt(m_top_pad, 64 << 20)
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_state() -> dict:
+    """The checked-out commit and whether tracked files differ from it (None, None outside a git checkout)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD") or None
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+# The code this process runs is the code checked out when it started: a record taken at the end of a long cell
+# would otherwise name whatever was committed meanwhile.
+CODE = git_state()
 
 
 def stack_key(cfg: dict) -> tuple:
@@ -261,10 +272,14 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
     else:
         nsr_args, nsr_info, before = resumed["nsr_args"], resumed["nsr_info"], float(resumed["train_time_s"])
         bar.update(int(resumed["loop"]["epoch"]))
+    # Every commit that trained part of this stack, oldest first (a checkpoint from before this field has none).
+    commits = [*([] if resumed is None else resumed.get("commits", [])), CODE["git_commit"]]
+    commits = list(dict.fromkeys(commits))
+    earlier = [c for c in commits if c != CODE["git_commit"]]
 
     def keep(state: dict) -> dict:
         return {"stack": stack, "infos": infos, "nsr_args": nsr_args, "nsr_info": nsr_info,
-                "train_time_s": before + time.perf_counter() - train_start, "loop": state}
+                "train_time_s": before + time.perf_counter() - train_start, "commits": commits, "loop": state}
 
     saver = Saver(ckpt_path, first.get("checkpoint_every"), keep)
     model, hist = fit(model, x, y, seeds * len(cells), first["epochs"], first["batch_size"], first["lr"],
@@ -301,7 +316,9 @@ def train_group(cells: list[dict], log: Callable[[str], None] = print, done: Col
             "config": settings_of(cfg),
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "numpy": np.__version__, "ibci": __version__},
-            "git_commit": git_commit(),
+            **CODE,
+            # A cell resumed from a checkpoint that other code wrote: the commits of its earlier parts.
+            **({"earlier_commits": earlier} if earlier else {}),
             "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                      "threads": torch.get_num_threads(), "device": str(device)},
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
