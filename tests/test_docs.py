@@ -73,3 +73,32 @@ def test_missing_include_is_one_line_naming_it(tmp_path):
         lines = (result.stdout + result.stderr).strip().splitlines()
         assert len(lines) == 1 and "results/reference/nowhere.md" in lines[0], lines
     assert not (root / "docs" / "page.md").exists()
+
+
+def quoted_results(text: str) -> list[tuple[str, str]]:
+    """The differences with a CI ("-1.28 points [-1.37, -1.19]") and the means ± SD ("2.73 ± 0.14") prose quotes,
+    each as the cells a generated table writes it in."""
+    import re
+
+    num = r"[+-]?\d+\.\d+"
+    found = [(f"| {d} | [{lo}, {hi}] |", m.group(0)) for m in re.finditer(rf"({num})(?: points)? \[({num}), ({num})\]",
+                                                                      text) for d, lo, hi in [m.groups()]]
+    found += [(m.group(0), m.group(0)) for m in re.finditer(rf"\d+\.\d+ ± \d+\.\d+", text)]
+    return found
+
+
+def test_every_result_the_prose_quotes_is_in_a_generated_report():
+    """README's and the docs' prose type their numbers; each must be a row of a report the records gave, so
+    the prose cannot drift from them (regenerate a report and the number it changed fails here)."""
+    reports = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "results" / "reference").rglob("*.md"))
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs" / "src").glob("*.md"))]
+    quoted = [(page.name, cell, shown) for page in pages for cell, shown in quoted_results(page.read_text("utf-8"))]
+    assert len(quoted) >= 5  # the pattern still finds the bottom line's numbers
+    missing = [f"{name}: {shown}" for name, cell, shown in quoted if cell not in reports]
+    assert not missing, "quoted but in no report under results/reference/: " + "; ".join(missing)
+
+
+def test_the_prose_reader_finds_both_forms_as_tables_write_them():
+    cells = [cell for cell, _ in quoted_results("gain (-0.14 [-0.29, +0.01]) and 2.73 ± 0.14 (n = 3)")]
+    assert cells == ["| -0.14 | [-0.29, +0.01] |", "2.73 ± 0.14"]
+    assert "| -0.13 | [-0.29, +0.01] |" not in cells
