@@ -29,3 +29,11 @@ def report_user_errors(fn):
             sys.exit(2)
 
     return wrapper
+
+
+def answer_help(doc: str, argv: list[str]) -> None:
+    """A report script's usage: `-h`/`--help` print its docstring and exit 0; no arguments print it to stderr and
+    exit 2. Scripts call it before pandas and torch load (seconds), so asking costs nothing."""
+    if not argv or "-h" in argv or "--help" in argv:
+        print(doc.strip(), file=sys.stdout if argv else sys.stderr)
+        sys.exit(0 if argv else 2)

@@ -19,10 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a plain checkout
 
+from ibci.errors import UserError, answer_help, report_user_errors  # noqa: E402  (torch- and pandas-free)
+
+if __name__ == "__main__":
+    answer_help(__doc__, sys.argv[1:])
+
 import pandas as pd  # noqa: E402
 
 from ibci import ROOT  # noqa: E402
-from ibci.errors import UserError, report_user_errors  # noqa: E402
 from ibci.experiments import load_experiment  # noqa: E402
 from ibci.files import atomic_write  # noqa: E402
 from ibci.report import nsr_verdict, plots, render  # noqa: E402
@@ -32,9 +36,7 @@ from ibci.runs.calls import setting  # noqa: E402
 
 @report_user_errors
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
+    answer_help(__doc__, argv)
     spec = load_experiment(argv[0])
     if spec.get("kind") != "nsr_verdict":
         raise UserError(f"experiment {spec['name']!r} is not an NSR verdict (kind: nsr_verdict)")

@@ -28,10 +28,14 @@ from pathlib import Path
 # Runnable from a plain checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ibci.errors import UserError, answer_help, report_user_errors  # noqa: E402  (torch- and pandas-free)
+
+if __name__ == "__main__":
+    answer_help(__doc__, sys.argv[1:])
+
 import pandas as pd  # noqa: E402
 
 from ibci import ROOT  # noqa: E402
-from ibci.errors import UserError, report_user_errors  # noqa: E402
 from ibci.experiments import cell_overrides, experiment_grid, grid_cells, load_experiment  # noqa: E402
 from ibci.files import atomic_write  # noqa: E402
 from ibci.report import plots, render, tables  # noqa: E402
@@ -165,9 +169,7 @@ def write_outputs(spec: dict, collected: dict, paper: pd.DataFrame) -> tuple[pd.
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
+    answer_help(__doc__, argv)
     spec = load_experiment(argv[0])
     for k in ("grid", "rows", "column"):
         if k not in spec:

@@ -19,10 +19,14 @@ from pathlib import Path
 # Runnable from a plain checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ibci.errors import UserError, answer_help, report_user_errors  # noqa: E402  (torch- and pandas-free)
+
+if __name__ == "__main__":
+    answer_help(__doc__, sys.argv[1:])
+
 import pandas as pd  # noqa: E402
 
 from ibci import ROOT  # noqa: E402
-from ibci.errors import UserError, report_user_errors  # noqa: E402
 from ibci.experiments import load_experiment  # noqa: E402
 from ibci.files import atomic_write  # noqa: E402
 from ibci.report import render, verdict  # noqa: E402
@@ -51,9 +55,7 @@ def budget_words(overrides: list[str], spec: dict) -> str:
 
 @report_user_errors
 def main(argv: list[str]) -> int:
-    if not argv or "-h" in argv or "--help" in argv:
-        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
+    answer_help(__doc__, argv)
     spec = load_experiment(argv[0])
     if "columns" not in spec:
         raise UserError(f"experiment {spec['name']!r} has no columns; tabulate a grid with scripts/make_tables.py")

@@ -188,16 +188,19 @@ def test_a_value_that_does_not_parse_says_how_to_quote_it():
     ("scripts/plot_campaign.py", ["--init", "foo"], 2),
     ("scripts/plot_campaign.py", ["--base", "uniform"], 2),
     ("scripts/plot_campaign.py", ["--help"], 0),
+    ("scripts/make_tables.py", ["--help"], 0),
+    ("scripts/make_verdict.py", ["-h"], 0),
+    ("scripts/make_nsr_verdict.py", ["--help"], 0),
 ])
 def test_a_mistake_or_help_is_answered_before_torch_loads(script, args, code):
-    # torch takes most of a start-up (about 3 s here): a typo should not wait for it
+    # torch (and pandas, for the report scripts) take most of a start-up (about 3 s here): a typo should not wait
     probe = textwrap.dedent(f"""
         import runpy, sys
         sys.argv = [{script!r}, *{args!r}]
         try:
             runpy.run_path({script!r}, run_name="__main__")
         except SystemExit as e:
-            print(e.code, "torch" in sys.modules)
+            print(e.code, "torch" in sys.modules or "pandas" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split()[-2:] == [str(code), "False"], out.stdout + out.stderr
@@ -208,7 +211,7 @@ def test_a_mistake_or_help_is_answered_before_torch_loads(script, args, code):
 # --------------------------------------------------------------------------- --help of every script
 
 
-SCRIPTS = ["sweep", "make_verdict", "bench", "prepare_data"]
+SCRIPTS = ["sweep", "make_verdict", "make_nsr_verdict", "make_tables", "bench", "prepare_data"]
 
 
 def docstring_head(name: str) -> str:
@@ -230,7 +233,7 @@ def test_every_script_answers_h_too(name, capsys, monkeypatch):
     script = load_script(name)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", "-h"])
     try:
-        code = script.main(["-h"]) if name in ("sweep", "make_verdict", "prepare_data") else script.main()
+        code = script.main(["-h"]) if name not in ("bench",) else script.main()
     except SystemExit as e:
         code = e.code
     assert code == 0

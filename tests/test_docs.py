@@ -83,7 +83,7 @@ def quoted_results(text: str) -> list[tuple[str, str]]:
     num = r"[+-]?\d+\.\d+"
     found = [(f"| {d} | [{lo}, {hi}] |", m.group(0)) for m in re.finditer(rf"({num})(?: points)? \[({num}), ({num})\]",
                                                                       text) for d, lo, hi in [m.groups()]]
-    found += [(m.group(0), m.group(0)) for m in re.finditer(rf"\d+\.\d+ ± \d+\.\d+", text)]
+    found += [(m.group(0), m.group(0)) for m in re.finditer(r"\d+\.\d+ ± \d+\.\d+", text)]
     return found
 
 
