@@ -152,3 +152,19 @@ def test_a_choice_at_its_grids_edge_says_so():
     assert _picked({"reading": "logits", "method": "nsr", "lam": "official"}, family, every,
                    grid) == "logits, lambda official"
     assert _picked(None, family, {key(family[0]): {}}, grid) == "search 1/3 done"
+
+
+def test_a_search_cell_whose_seeds_all_diverged_is_told_from_one_not_run():
+    found = planted(lambda d: 0.1)
+    cells = [c for c, _ in found if c["claim"] == "C9" and c["role"] == "search"]
+    diverged, absent = cells[-1], cells[-2]
+    for c, rec in found:
+        if c is diverged:
+            rec["seeds"] = [{**s, "diverged": True, "diverged_epoch": 3} for s in rec["seeds"]]
+    found = [(c, None if c is absent else r) for c, r in found]
+    _, search = nsr_verdict.claims_frame(SPEC, found, PAPER)
+    rows = search[search["claim_id"] == "C9"].reset_index(drop=True)
+    assert len(rows) == len(cells)  # in the order of the cells
+    assert (rows.loc[len(cells) - 1, ["n", "left_out"]] == [0, 2]).all()
+    assert rows.loc[len(cells) - 2, "n"] == 0 and pd.isna(rows.loc[len(cells) - 2, "left_out"])
+    assert (rows.loc[: len(cells) - 3, "left_out"] == 0).all() and (rows.loc[: len(cells) - 3, "n"] == 2).all()

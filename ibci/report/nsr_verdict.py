@@ -319,10 +319,21 @@ def c2_rows(spec: dict, pooled: dict, paper: dict, alpha: float) -> list[dict]:
     return rows
 
 
-def search_frame(spec: dict, pooled: dict) -> pd.DataFrame:
+def left_out(found: list[tuple[dict, dict | None]]) -> dict[tuple, int]:
+    """Per cell key with records: how many of their seeds diverged or failed (in no mean and not in n), so that a
+    search cell whose every seed diverged is told from one not yet run."""
+    out: dict[tuple, int] = {}
+    for cell, rec in found:
+        if rec is not None:
+            out[key(cell)] = out.get(key(cell), 0) + sum(records.seed_status(s) != "ok" for s in rec["seeds"])
+    return out
+
+
+def search_frame(spec: dict, pooled: dict, left: dict[tuple, int] | None = None) -> pd.DataFrame:
     """Every search (C3's readings and lambdas, C4's strengths, C9's lambdas): per cell the mean validation and
-    test error of its search seeds, and the claims whose choice it is (C4 chooses NSR's lambda among C3's logits
-    cells)."""
+    test error of its search seeds, the seeds left out of them (`left_out`: diverged or failed; empty while the
+    cell has no record), and the claims whose choice it is (C4 chooses NSR's lambda among C3's logits cells)."""
+    left = left or {}
     picks: dict[tuple, list[str]] = {}
     for (claim, *_), c in choices(spec, pooled).items():
         if c is not None:
@@ -335,9 +346,9 @@ def search_frame(spec: dict, pooled: dict) -> pd.DataFrame:
                          method=c["method"], reading=c["reading"], lam=str(c["lam"]), n=val.size,
                          val_error=float(val.mean()) if val.size else math.nan,
                          test_error=float(test.mean()) if test.size else math.nan,
-                         chosen_by=", ".join(picks.get(key(c), []))))
+                         chosen_by=", ".join(picks.get(key(c), [])), left_out=left.get(key(c))))
     return pd.DataFrame(rows, columns=["claim_id", "network", "method", "reading", "lam", "n", "val_error",
-                                       "test_error", "chosen_by"])
+                                       "test_error", "chosen_by", "left_out"]).astype({"left_out": "Int64"})
 
 
 def _picked(pick: dict | None, family: list[dict], pooled: dict, grid: list | None = None) -> str:
@@ -516,7 +527,7 @@ def claims_frame(spec: dict, found: list[tuple[dict, dict | None]], paper: pd.Da
     df["verdict"] = words
     first = ["claim_id", "claim", "network", "reading", "n", "diff", "ci_low", "ci_high", "p", "p_holm",
              "detectable", "paper_diff", "verdict"]
-    return df[first + [k for k in df.columns if k not in first]], search_frame(spec, pooled)
+    return df[first + [k for k in df.columns if k not in first]], search_frame(spec, pooled, left_out(found))
 
 
 def _num(x, fmt: str = "{:+.2f}") -> str:
@@ -548,9 +559,11 @@ def to_markdown(spec: dict, claims: pd.DataFrame, search: pd.DataFrame, budget: 
         lines.append(f"| {r.claim_id}: {r.claim} | {r.network} | {r.reading} | {r.n} | {diff} | {ci} | {p} | "
                      f"{_num(r.detectable, '{:.2f}')} | {_num(r.paper_diff)} | {r.verdict} |")
     lines += ["", "### The searches (validation error, seeds disjoint from the test seeds)", "",
-              "| claim | network | method | reading | lambda or strength | n | val error | test error | chosen by |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| claim | network | method | reading | lambda or strength | n | diverged or failed | val error | "
+              "test error | chosen by |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in search.itertuples():
-        lines.append(f"| {r.claim_id} | {r.network} | {r.method} | {r.reading} | {r.lam} | {r.n} | "
+        gone = "" if pd.isna(r.left_out) else int(r.left_out)
+        lines.append(f"| {r.claim_id} | {r.network} | {r.method} | {r.reading} | {r.lam} | {r.n} | {gone} | "
                      f"{_num(r.val_error, '{:.2f}')} | {_num(r.test_error, '{:.2f}')} | {r.chosen_by} |")
     return "\n".join(lines) + "\n"
